@@ -1,0 +1,1 @@
+"""janus: the command-line tool around the JanusDNA model."""

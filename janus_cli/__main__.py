@@ -1,0 +1,3 @@
+from janus_cli.main import app
+
+app(prog_name="janus")

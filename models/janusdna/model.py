@@ -1,0 +1,442 @@
+"""JanusDNA, top to bottom.
+
+Two independent stacks read the sequence left-to-right (forward stream F) and right-to-left
+(backward stream B). Each layer is, per direction, a pre-norm residual pair
+
+    x = x + mixer(RMSNorm(x));  x = x + ffn(RMSNorm(x))
+
+where the mixer is a Jamba-style Mamba block (or causal attention in the optional mid layer) and
+the ffn is a SwiGLU MLP or, on every other layer, a top-2 sparse mixture of SwiGLU experts. One
+final attention layer runs over [F; flip(B)] with the Janus mask so that, after folding the 2L
+positions back to L, position t is predicted from every token except token t itself. Labels are
+therefore the input ids, unshifted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import attention, scan
+from .tokenizer import BASE_IDS, PADDED_VOCAB_SIZE
+
+try:  # optional CUDA kernel; the torch path below computes the same thing
+    from causal_conv1d import causal_conv1d_fn
+except ImportError:
+    causal_conv1d_fn = None
+
+# The sequence-mixing kernels the model calls. The fast ones are the default; the plain reference
+# implementations they are tested against can be swapped in with use_reference_kernels().
+KERNELS = {"selective_scan": scan.selective_scan, "janus_attention": attention.janus_attention}
+
+
+@contextlib.contextmanager
+def use_reference_kernels():
+    """Run models on the sequential scan and the dense masked Janus attention (slow, for checks)."""
+    saved = dict(KERNELS)
+    KERNELS.update(selective_scan=scan.selective_scan_ref, janus_attention=attention.janus_attention_ref)
+    try:
+        yield
+    finally:
+        KERNELS.update(saved)
+
+
+@dataclass(frozen=True)
+class JanusDNAConfig:
+    d_model: int = 32
+    n_layers: int = 8
+    vocab_size: int = PADDED_VOCAB_SIZE
+    d_state: int = 16
+    d_conv: int = 4
+    expand: int = 2
+    dt_rank: int = 0  # 0: ceil(d_model / 16)
+    ffn_dim: int = 0  # 0: 4 * d_model
+    n_experts: int = 16
+    experts_per_token: int = 2
+    moe_period: int = 2  # layer i is MoE when i % moe_period == moe_offset
+    moe_offset: int = 1
+    mid_attention_layers: tuple[int, ...] = ()  # layers whose mixer is causal attention
+    n_heads: int = 4
+    fusion_attn_dim: int = 64  # the original zero-pads the fusion heads to this total width
+    final_mlp: bool = False
+    rms_norm_eps: float = 1e-6
+    router_aux_loss_coef: float = 0.2
+    max_seq_len: int = 1024
+    name: str = "janusdna"
+    extra: dict = field(default_factory=dict, compare=False)  # provenance, never read by the model
+
+    def __post_init__(self):
+        object.__setattr__(self, "mid_attention_layers", tuple(self.mid_attention_layers))
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        if self.fusion_attn_dim < self.d_model or self.fusion_attn_dim % self.n_heads:
+            raise ValueError(f"fusion_attn_dim {self.fusion_attn_dim} must be >= d_model and divisible by n_heads")
+        if any(not 0 <= i < self.n_layers for i in self.mid_attention_layers):
+            raise ValueError(f"mid_attention_layers {self.mid_attention_layers} outside 0..{self.n_layers - 1}")
+
+    @property
+    def d_inner(self) -> int:
+        return self.expand * self.d_model
+
+    @property
+    def resolved_dt_rank(self) -> int:
+        return self.dt_rank or math.ceil(self.d_model / 16)
+
+    @property
+    def resolved_ffn_dim(self) -> int:
+        return self.ffn_dim or 4 * self.d_model
+
+    def is_moe_layer(self, i: int) -> bool:
+        return self.n_experts > 1 and i % self.moe_period == self.moe_offset
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "JanusDNAConfig":
+        return cls(**d)
+
+
+PRESETS = {
+    "janusdna-d32": JanusDNAConfig(d_model=32, fusion_attn_dim=64, name="janusdna-d32"),
+    "janusdna-d32-midattn": JanusDNAConfig(
+        d_model=32, fusion_attn_dim=64, mid_attention_layers=(4,), name="janusdna-d32-midattn"
+    ),
+    "janusdna-d72": JanusDNAConfig(d_model=72, fusion_attn_dim=128, name="janusdna-d72"),
+    "janusdna-d72-midattn": JanusDNAConfig(
+        d_model=72, fusion_attn_dim=128, mid_attention_layers=(4,), name="janusdna-d72-midattn"
+    ),
+    "janusdna-d144": JanusDNAConfig(
+        d_model=144, fusion_attn_dim=256, max_seq_len=131_072, name="janusdna-d144"
+    ),
+}
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, d: int, hidden: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(d, hidden, bias=False)
+        self.up_proj = nn.Linear(d, hidden, bias=False)
+        self.down_proj = nn.Linear(hidden, d, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class SparseMoE(nn.Module):
+    """Dropless top-k mixture of SwiGLU experts. Router softmax in fp32; the top-k weights are
+    used as they are (not renormalised), as in the original."""
+
+    def __init__(self, d: int, hidden: int, n_experts: int, top_k: int):
+        super().__init__()
+        self.top_k = top_k
+        self.router = nn.Linear(d, n_experts, bias=False)
+        self.experts = nn.ModuleList(SwiGLU(d, hidden) for _ in range(n_experts))
+
+    def route(self, x):
+        """x [T, d] -> (weights [T, k] in x.dtype, expert ids [T, k], router logits [T, E])."""
+        logits = self.router(x)
+        weights, experts = F.softmax(logits, dim=-1, dtype=torch.float32).topk(self.top_k, dim=-1)
+        return weights.to(x.dtype), experts, logits
+
+    def forward(self, x):
+        """Tokens are sorted by expert so each expert runs once on exactly its own tokens."""
+        flat = x.reshape(-1, x.shape[-1])
+        weights, experts, logits = self.route(flat)
+        assignment_expert = experts.reshape(-1)
+        order = assignment_expert.argsort(stable=True)
+        token_of = order // self.top_k
+        counts = torch.bincount(assignment_expert, minlength=len(self.experts)).tolist()
+        outputs = [
+            expert(tokens)
+            for expert, tokens in zip(self.experts, flat[token_of].split(counts))
+            if tokens.shape[0]
+        ]
+        weighted = torch.cat(outputs) * weights.reshape(-1)[order, None]
+        out = torch.zeros_like(flat).index_add_(0, token_of, weighted.to(flat.dtype))
+        return out.view_as(x), logits
+
+
+def moe_reference(moe: SparseMoE, x):
+    """Test oracle for SparseMoE.forward: every token, each of its k experts, one at a time."""
+    flat = x.reshape(-1, x.shape[-1])
+    weights, experts, logits = moe.route(flat)
+    out = torch.zeros_like(flat)
+    for t in range(flat.shape[0]):
+        for slot in range(moe.top_k):
+            out[t] += moe.experts[int(experts[t, slot])](flat[t]) * weights[t, slot]
+    return out.view_as(x), logits
+
+
+def load_balancing_loss(router_logits: list[torch.Tensor], n_experts: int, top_k: int):
+    """Switch/Mixtral auxiliary loss over all MoE blocks of one direction:
+    E * sum_e (fraction of routed slots to e) * (mean router probability of e).
+    It equals top_k for a perfectly uniform router."""
+    probs = F.softmax(torch.cat(router_logits).float(), dim=-1)
+    chosen = probs.topk(top_k, dim=-1).indices
+    routed_fraction = F.one_hot(chosen, n_experts).float().mean(0)  # [k, E]
+    return (routed_fraction * probs.mean(0)).sum() * n_experts
+
+
+class SelectiveSSM(nn.Module):
+    """One direction's Mamba mixer between the (shared) in and out projections: causal depthwise
+    conv, input-dependent dt/B/C (each RMS-normed, Jamba style) and the selective scan."""
+
+    def __init__(self, cfg: JanusDNAConfig):
+        super().__init__()
+        d_inner, n, r = cfg.d_inner, cfg.d_state, cfg.resolved_dt_rank
+        self.dims = (r, n, n)
+        self.conv1d = nn.Conv1d(d_inner, d_inner, cfg.d_conv, groups=d_inner, padding=cfg.d_conv - 1)
+        self.x_proj = nn.Linear(d_inner, r + 2 * n, bias=False)
+        self.dt_norm = RMSNorm(r, cfg.rms_norm_eps)
+        self.B_norm = RMSNorm(n, cfg.rms_norm_eps)
+        self.C_norm = RMSNorm(n, cfg.rms_norm_eps)
+        self.dt_proj = nn.Linear(r, d_inner, bias=True)
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).repeat(d_inner, 1))
+        self.D = nn.Parameter(torch.ones(d_inner))
+
+    def causal_conv(self, x):
+        """x [B, L, d_inner] -> silu(causal depthwise conv(x)), same shape."""
+        x = x.transpose(1, 2)
+        if causal_conv1d_fn is not None and x.is_cuda:
+            y = causal_conv1d_fn(x.contiguous(), self.conv1d.weight.squeeze(1), self.conv1d.bias, activation="silu")
+        else:
+            y = F.silu(self.conv1d(x)[..., : x.shape[-1]])
+        return y.transpose(1, 2)
+
+    def forward(self, x, z):
+        x = self.causal_conv(x)
+        dt, B, C = self.x_proj(x).split(self.dims, dim=-1)
+        delta = F.softplus(self.dt_proj(self.dt_norm(dt)))
+        A = -torch.exp(self.A_log.float())
+        return KERNELS["selective_scan"](x, delta, A, self.B_norm(B), self.C_norm(C), self.D, z)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, d: int, n_heads: int):
+        super().__init__()
+        self.n_heads = n_heads
+        self.q_proj = nn.Linear(d, d, bias=False)
+        self.k_proj = nn.Linear(d, d, bias=False)
+        self.v_proj = nn.Linear(d, d, bias=False)
+        self.o_proj = nn.Linear(d, d, bias=False)
+
+    def split_heads(self, x):
+        b, l, d = x.shape
+        return x.view(b, l, self.n_heads, d // self.n_heads).transpose(1, 2)
+
+    def merge_heads(self, x):
+        b, h, l, hd = x.shape
+        return x.transpose(1, 2).reshape(b, l, h * hd)
+
+    def forward(self, x):
+        q, k, v = (self.split_heads(p(x)) for p in (self.q_proj, self.k_proj, self.v_proj))
+        return self.o_proj(self.merge_heads(attention.causal_attention(q, k, v)))
+
+
+class JanusFusionAttention(CausalSelfAttention):
+    """Attention over the 2L concatenation with the Janus mask. The original pads each head to
+    fusion_attn_dim / n_heads with zeros; that only changes the softmax scale, reproduced here."""
+
+    def __init__(self, d: int, n_heads: int, padded_dim: int):
+        super().__init__(d, n_heads)
+        self.scale = 1.0 / math.sqrt(padded_dim // n_heads)
+
+    def forward(self, x):
+        q, k, v = (self.split_heads(p(x)) for p in (self.q_proj, self.k_proj, self.v_proj))
+        return self.o_proj(self.merge_heads(KERNELS["janus_attention"](q, k, v, self.scale)))
+
+
+def make_ffn(cfg: JanusDNAConfig, moe: bool) -> nn.Module:
+    if moe:
+        return SparseMoE(cfg.d_model, cfg.resolved_ffn_dim, cfg.n_experts, cfg.experts_per_token)
+    return SwiGLU(cfg.d_model, cfg.resolved_ffn_dim)
+
+
+class Block(nn.Module):
+    """One direction of one layer: pre-norm residual mixer, then pre-norm residual ffn.
+    Returns (x, router logits or None)."""
+
+    def __init__(self, cfg: JanusDNAConfig, mixer: nn.Module, moe: bool):
+        super().__init__()
+        self.mixer_norm = RMSNorm(cfg.d_model, cfg.rms_norm_eps)
+        self.mixer = mixer
+        self.ffn_norm = RMSNorm(cfg.d_model, cfg.rms_norm_eps)
+        self.ffn = make_ffn(cfg, moe)
+
+    def ffn_residual(self, x):
+        out = self.ffn(self.ffn_norm(x))
+        out, router_logits = out if isinstance(out, tuple) else (out, None)
+        return x + out, router_logits
+
+    def forward(self, x):
+        return self.ffn_residual(x + self.mixer(self.mixer_norm(x)))
+
+
+class MambaBlock(Block):
+    """A Block whose Mamba mixer borrows in_proj/out_proj from its layer: the two directions
+    share them (the original's bidirectional weight tie)."""
+
+    def forward(self, x, in_proj, out_proj):
+        inner, gate = in_proj(self.mixer_norm(x)).chunk(2, dim=-1)
+        return self.ffn_residual(x + out_proj(self.mixer(inner, gate)))
+
+
+class MambaLayer(nn.Module):
+    def __init__(self, cfg: JanusDNAConfig, moe: bool):
+        super().__init__()
+        self.in_proj = nn.Linear(cfg.d_model, 2 * cfg.d_inner, bias=False)
+        self.out_proj = nn.Linear(cfg.d_inner, cfg.d_model, bias=False)
+        self.fwd = MambaBlock(cfg, SelectiveSSM(cfg), moe)
+        self.bwd = MambaBlock(cfg, SelectiveSSM(cfg), moe)
+
+    def forward(self, f, b):
+        f, logits_f = self.fwd(f, self.in_proj, self.out_proj)
+        b, logits_b = self.bwd(b, self.in_proj, self.out_proj)
+        return f, b, logits_f, logits_b
+
+
+class MidAttentionLayer(nn.Module):
+    """Causal attention inside each stream, with its own norms and ffn per direction."""
+
+    def __init__(self, cfg: JanusDNAConfig, moe: bool):
+        super().__init__()
+        self.fwd = Block(cfg, CausalSelfAttention(cfg.d_model, cfg.n_heads), moe)
+        self.bwd = Block(cfg, CausalSelfAttention(cfg.d_model, cfg.n_heads), moe)
+
+    def forward(self, f, b):
+        f, logits_f = self.fwd(f)
+        b, logits_b = self.bwd(b)
+        return f, b, logits_f, logits_b
+
+
+class FinalMLP(nn.Module):
+    """h + silu(W2 silu(W1 h)), with biases (present in newer original weights)."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.fc1 = nn.Linear(d, d)
+        self.fc2 = nn.Linear(d, d)
+
+    def forward(self, h):
+        return h + F.silu(self.fc2(F.silu(self.fc1(h))))
+
+
+def fold_janus(x):
+    """[B, 2L, d] fusion output O -> [B, L, d]: out[t] = O[t-1] + O[L+t+1], where a missing term
+    (t = 0 or t = L-1) is zero. O[t-1] has seen tokens <= t-1 and after, through the backward
+    half, tokens >= t+1; O[L+t+1] the mirror image. Neither has seen token t."""
+    length = x.shape[1] // 2
+    fwd, bwd = x[:, :length], x[:, length:]
+    return F.pad(fwd[:, :-1], (0, 0, 1, 0)) + F.pad(bwd[:, 1:], (0, 0, 0, 1))
+
+
+class JanusDNA(nn.Module):
+    def __init__(self, cfg: JanusDNAConfig):
+        super().__init__()
+        self.config = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.layers = nn.ModuleList(
+            (MidAttentionLayer if i in cfg.mid_attention_layers else MambaLayer)(cfg, cfg.is_moe_layer(i))
+            for i in range(cfg.n_layers)
+        )
+        self.fusion = Block(cfg, JanusFusionAttention(cfg.d_model, cfg.n_heads, cfg.fusion_attn_dim), moe=False)
+        self.norm_f = RMSNorm(cfg.d_model, cfg.rms_norm_eps)
+        self.final_mlp = FinalMLP(cfg.d_model) if cfg.final_mlp else None
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.apply(init_weights)
+
+    def trunk(self, input_ids):
+        """input_ids [B, L] -> (hidden [B, L, d], forward router logits, backward router logits)."""
+        x = self.embed(input_ids)
+        f, b = x, x.flip(1)  # the backward stream reads the same embeddings time-reversed
+        router_f, router_b = [], []
+        for layer in self.layers:
+            f, b, logits_f, logits_b = layer(f, b)
+            if logits_f is not None:
+                router_f.append(logits_f)
+                router_b.append(logits_b)
+        fused, _ = self.fusion(torch.cat([f, b.flip(1)], dim=1))
+        h = self.norm_f(fold_janus(fused))
+        if self.final_mlp is not None:
+            h = self.final_mlp(h)
+        return h, router_f, router_b
+
+    def hidden_states(self, input_ids):
+        """Fused per-position representations [B, L, d] (after the final norm and final_mlp)."""
+        return self.trunk(input_ids)[0]
+
+    def forward(self, input_ids):
+        """Logits [B, L, 16]; position t predicts token t from all the other tokens."""
+        return self.lm_head(self.hidden_states(input_ids)).float()
+
+    def forward_with_aux(self, input_ids):
+        """(logits, MoE auxiliary loss = coef * (LB_fwd + LB_bwd)) for training."""
+        h, router_f, router_b = self.trunk(input_ids)
+        cfg = self.config
+        if router_f:
+            aux = cfg.router_aux_loss_coef * (
+                load_balancing_loss(router_f, cfg.n_experts, cfg.experts_per_token)
+                + load_balancing_loss(router_b, cfg.n_experts, cfg.experts_per_token)
+            )
+        else:
+            aux = h.new_zeros((), dtype=torch.float32)
+        return self.lm_head(h).float(), aux
+
+    def base_log_probs(self, input_ids):
+        """log P(A, C, G, T) at every position [B, L, 4], renormalised over the four bases."""
+        return torch.log_softmax(self(input_ids)[..., list(BASE_IDS)], dim=-1)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def num_activated_parameters(self) -> int:
+        """Parameters used per token: all but the (n_experts - top_k) idle experts of each MoE block."""
+        idle = 0
+        for module in self.modules():
+            if isinstance(module, SparseMoE):
+                per_expert = sum(p.numel() for p in module.experts[0].parameters())
+                idle += (len(module.experts) - module.top_k) * per_expert
+        return self.num_parameters() - idle
+
+    def optimizer_groups(self, weight_decay: float):
+        """AdamW parameter groups: no decay on biases, norm weights, the embedding, A_log and D."""
+        no_decay_names = {"bias", "A_log", "D"}
+        decay, no_decay = [], []
+        for module in self.modules():
+            for name, p in module.named_parameters(recurse=False):
+                exempt = name in no_decay_names or isinstance(module, (RMSNorm, nn.Embedding))
+                (no_decay if exempt else decay).append(p)
+        return [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+
+
+def init_weights(module: nn.Module, std: float = 0.02):
+    """The original's initialisation: N(0, 0.02) for linear, conv and embedding weights, zero
+    biases, Xavier-uniform for attention q/k/v; norms, A_log and D keep their constructor values."""
+    if isinstance(module, (nn.Linear, nn.Conv1d, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+        if getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)
+    if isinstance(module, CausalSelfAttention):
+        for proj in (module.q_proj, module.k_proj, module.v_proj):
+            nn.init.xavier_uniform_(proj.weight)
