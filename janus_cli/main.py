@@ -69,3 +69,53 @@ def import_checkpoint(
         janusdna.save(model, out)
     typer.echo(f"janus: wrote {out} ({model.num_parameters():,} parameters)", err=True)
 
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  janus pretrain --fasta GRCh37_chr20.fa.gz --val-regions 20:58,000,001-63,025,520 -o run/ --steps 2000\n\n"
+        "  torchrun --nproc_per_node=2 -m janus_cli pretrain --fasta hg38.fa --val-chroms chr21 -o run/\n\n"
+        "  janus pretrain --fasta hg38.fa -o run/ --resume"
+    ),
+)
+def pretrain(
+    fasta: Path = typer.Option(..., "--fasta", help="Reference FASTA, plain or bgzipped (indexed, or indexable)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Run directory (model/, checkpoints/, metrics.parquet)."),
+    preset: str = typer.Option("janusdna-d32", help="Architecture preset (see `janus info PRESET`)."),
+    config: Path = typer.Option(None, help="JSON model config (native config.json fields); overrides --preset."),
+    bed: Path = typer.Option(None, help="Sample training windows only inside these BED intervals."),
+    val_chroms: list[str] = typer.Option([], "--val-chroms", help="Hold out these contigs for validation (repeatable)."),
+    val_bed: Path = typer.Option(None, help="Hold out these BED intervals for validation."),
+    val_regions: list[str] = typer.Option([], "--val-region", help="Hold out a region chr:beg-end, 1-based (repeatable)."),
+    seq_len: int = typer.Option(None, help="Window length in bp [default: the model's max_seq_len]."),
+    batch_size: int = typer.Option(8, help="Sequences per process per micro-step."),
+    grad_accum: int = typer.Option(1, help="Micro-steps per optimizer step."),
+    steps: int = typer.Option(1000, help="Optimizer steps in total."),
+    lr: float = typer.Option(None, help="Peak learning rate [default: 8e-3 x sqrt(batch tokens / 2^20)]."),
+    min_lr: float = typer.Option(1e-4, help="Learning rate at the last step (cosine decay target)."),
+    seed: int = typer.Option(0, help="Seed for initialisation and window sampling."),
+    max_n_frac: float = typer.Option(0.1, help="Skip windows with a larger fraction of N."),
+    rc_augment: bool = typer.Option(True, help="Reverse-complement half of the training windows."),
+    save_every: int = typer.Option(500, help="Checkpoint every this many steps (and at the end)."),
+    eval_every: int = typer.Option(100, help="Validate every this many steps (and at the end)."),
+    val_windows: int = typer.Option(64, help="Number of held-out windows per validation."),
+    log_every: int = typer.Option(10, help="Append a metrics row every this many steps."),
+    resume: bool = typer.Option(False, help="Continue the run in --out from its last checkpoint."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    threads: int = typer.Option(None, help="CPU threads for torch [default: torch's choice]."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+):
+    """Pretrain JanusDNA on a genome (Janus modeling: every base predicted from all others)."""
+    import sys
+
+    from .pretrain import PretrainOptions, pretrain as run_pretrain
+
+    opts = PretrainOptions(
+        fasta=fasta, run_dir=out, preset=preset, config=config, bed=bed, val_chroms=val_chroms, val_bed=val_bed,
+        val_regions=val_regions, seq_len=seq_len, batch_size=batch_size, grad_accum=grad_accum, steps=steps, lr=lr,
+        min_lr=min_lr, seed=seed, max_n_frac=max_n_frac, rc_augment=rc_augment, save_every=save_every,
+        eval_every=eval_every, val_windows=val_windows, log_every=log_every, resume=resume, device=device, threads=threads, quiet=quiet,
+    )
+    with reported_errors():
+        run_pretrain(opts, argv=["janus", *sys.argv[1:]])
+

@@ -1,0 +1,67 @@
+"""Reference FASTA access through an index: plain or bgzipped, soft-masked bases upper-cased."""
+
+from __future__ import annotations
+
+import gzip
+import sys
+from pathlib import Path
+
+import pysam
+
+from .errors import DataError
+
+
+def _is_plain_gzip(path: Path) -> bool:
+    """gzip but not BGZF: BGZF blocks carry the 'BC' extra subfield, plain gzip does not."""
+    with open(path, "rb") as fh:
+        head = fh.read(18)
+    return head[:2] == b"\x1f\x8b" and not (head[3] & 4 and head[12:14] == b"BC")
+
+
+class Reference:
+    """An indexed FASTA. fetch() returns upper-case text; the index is created when missing."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DataError(f"{self.path}: reference FASTA not found")
+        if _is_plain_gzip(self.path):
+            raise DataError(
+                f"{self.path}: gzip-compressed but not bgzip, so it cannot be indexed; "
+                f"recompress it: zcat {self.path} | bgzip > {self.path.with_suffix('.bgz')}"
+            )
+        try:
+            self._fasta = pysam.FastaFile(str(self.path))
+        except (OSError, ValueError) as exc:
+            raise DataError(
+                f"{self.path}: cannot open or index this FASTA ({exc}); "
+                "check that it is FASTA and that its directory is writable for the .fai index"
+            ) from exc
+        self.lengths: dict[str, int] = dict(zip(self._fasta.references, self._fasta.lengths))
+
+    def fetch(self, chrom: str, start: int, end: int) -> str:
+        """Sequence of [start, end) (0-based half-open), upper-cased."""
+        return self._fasta.fetch(chrom, start, end).upper()
+
+    def close(self):
+        self._fasta.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_text(path: str | Path):
+    """Open a text input that may be gzipped/bgzipped; '-' is stdin."""
+    if str(path) == "-":
+        return sys.stdin
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rt")
+    return open(path, "rt")
