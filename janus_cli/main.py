@@ -87,11 +87,11 @@ def pretrain(
     val_chroms: list[str] = typer.Option([], "--val-chroms", help="Hold out these contigs for validation (repeatable)."),
     val_bed: Path = typer.Option(None, help="Hold out these BED intervals for validation."),
     val_regions: list[str] = typer.Option([], "--val-region", help="Hold out a region chr:beg-end, 1-based (repeatable)."),
-    seq_len: int = typer.Option(None, help="Window length in bp [default: the model's max_seq_len]."),
+    seq_len: int = typer.Option(None, help="Window length in bp (default: the model's max_seq_len)."),
     batch_size: int = typer.Option(8, help="Sequences per process per micro-step."),
     grad_accum: int = typer.Option(1, help="Micro-steps per optimizer step."),
     steps: int = typer.Option(1000, help="Optimizer steps in total."),
-    lr: float = typer.Option(None, help="Peak learning rate [default: 8e-3 x sqrt(batch tokens / 2^20)]."),
+    lr: float = typer.Option(None, help="Peak learning rate (default: 8e-3 x sqrt(batch tokens / 2^20))."),
     min_lr: float = typer.Option(1e-4, help="Learning rate at the last step (cosine decay target)."),
     seed: int = typer.Option(0, help="Seed for initialisation and window sampling."),
     max_n_frac: float = typer.Option(0.1, help="Skip windows with a larger fraction of N."),
@@ -102,7 +102,7 @@ def pretrain(
     log_every: int = typer.Option(10, help="Append a metrics row every this many steps."),
     resume: bool = typer.Option(False, help="Continue the run in --out from its last checkpoint."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    threads: int = typer.Option(None, help="CPU threads for torch [default: torch's choice]."),
+    threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ):
     """Pretrain JanusDNA on a genome (Janus modeling: every base predicted from all others)."""
@@ -119,3 +119,69 @@ def pretrain(
     with reported_errors():
         run_pretrain(opts, argv=["janus", *sys.argv[1:]])
 
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  janus finetune train.csv --val dev.csv --test test.csv --model janusdna-d72 -o promoters/\n\n"
+        "  janus finetune peaks.bed --fasta hg38.fa --label-col 7 --model my_model/ --freeze-backbone -o probe/\n\n"
+        "  janus finetune expr.parquet --regression --model janusdna-d32 --max-steps 200 -o scratch/"
+    ),
+)
+def finetune(
+    train: Path = typer.Argument(..., help="Training data: CSV/TSV/Parquet with sequence and label columns, or BED with --fasta."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output model directory (backbone, head.safetensors, head.json, metrics.json)."),
+    model: str = typer.Option(..., "--model", help="Start from a model directory, a shipped model name, or a preset name (random init)."),
+    val: Path = typer.Option(None, "--val", help="Validation data; selects the best epoch and stops early."),
+    test: Path = typer.Option(None, "--test", help="Test data; its metrics go to metrics.json."),
+    seq_col: str = typer.Option(None, help="Sequence column of table inputs (default: sequence or seq)."),
+    label_col: str = typer.Option(None, help="Label column (default: label); for BED a 1-based column number or name."),
+    fasta: Path = typer.Option(None, help="Reference FASTA for BED inputs (strand - is reverse-complemented)."),
+    regression: bool = typer.Option(False, "--regression", help="Numeric labels: one output trained with MSE."),
+    freeze_backbone: bool = typer.Option(False, "--freeze-backbone", help="Train only the linear head (a linear probe)."),
+    epochs: int = typer.Option(10, help="Passes over the training data."),
+    batch_size: int = typer.Option(32, help="Sequences per step (all of one length)."),
+    lr: float = typer.Option(None, help="Peak learning rate, after linear warm-up, before cosine decay (default: 5e-4, or 2e-3 with --freeze-backbone)."),
+    patience: int = typer.Option(3, help="With --val, stop after this many epochs without improvement."),
+    max_steps: int = typer.Option(None, help="Stop after this many steps, for quick runs (default: no limit)."),
+    seed: int = typer.Option(0, help="Seed for the head (and a preset's) initialisation, shuffling and augmentation."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+):
+    """Finetune JanusDNA for sequence classification (or regression): mean pooling + linear head."""
+    from .finetune import FinetuneOptions, finetune as run_finetune
+
+    opts = FinetuneOptions(
+        train=train, out=out, model=model, val=val, test=test, seq_col=seq_col, label_col=label_col, fasta=fasta,
+        regression=regression, freeze_backbone=freeze_backbone, epochs=epochs, batch_size=batch_size, lr=lr,
+        patience=patience, max_steps=max_steps, seed=seed, device=device, threads=threads, quiet=quiet,
+    )
+    with reported_errors():
+        run_finetune(opts)
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  janus predict test.csv --model promoters/ -o predictions.parquet\n\n"
+        "  janus predict regions.bed --fasta hg38.fa --model promoters/ -o - | head"
+    ),
+)
+def predict(
+    seqs: Path = typer.Argument(..., help="Sequences: CSV/TSV/Parquet with a sequence column, or BED with --fasta."),
+    out: str = typer.Option(..., "-o", "--out", help="Output Parquet file, or - for TSV on stdout."),
+    model: Path = typer.Option(..., "--model", help="Finetuned model directory (from janus finetune)."),
+    seq_col: str = typer.Option(None, help="Sequence column of table inputs (default: sequence or seq)."),
+    fasta: Path = typer.Option(None, help="Reference FASTA for BED inputs (strand - is reverse-complemented)."),
+    batch_size: int = typer.Option(64, help="Sequences per forward pass (each run on both strands)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
+):
+    """Predict class probabilities (prob_<label>, pred_label) or values (prediction) per sequence."""
+    from .finetune import PredictOptions, predict as run_predict
+
+    opts = PredictOptions(inputs=seqs, out=out, model=model, seq_col=seq_col, fasta=fasta, batch_size=batch_size,
+                          device=device, threads=threads)
+    with reported_errors():
+        run_predict(opts)

@@ -8,7 +8,7 @@ from janusdna.scan import selective_scan, selective_scan_chunked, selective_scan
 
 
 def make_inputs(batch, length, d_in, d_state, big_delta=False, seed=0):
-    """Inputs with the magnitudes a trained Mamba layer sees, in selective_scan's argument order."""
+    """Inputs with realistic Mamba magnitudes, in selective_scan's argument order."""
     g = torch.Generator().manual_seed(seed)
     u = torch.randn(batch, length, d_in, generator=g)
     delta = F.softplus(torch.randn(batch, length, d_in, generator=g) * 0.5 - 2)
@@ -24,7 +24,7 @@ def make_inputs(batch, length, d_in, d_state, big_delta=False, seed=0):
 
 
 def assert_close_to(actual, expected, rel):
-    """Max abs error within rel times the reference's largest value (and at least rel)."""
+    """Max abs error at most rel * max(1, max |expected|)."""
     scale = max(1.0, expected.abs().max().item())
     err = (actual.float() - expected.float()).abs().max().item()
     assert err <= rel * scale, f"max abs error {err:.3g} > {rel * scale:.3g}"

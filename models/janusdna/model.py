@@ -387,17 +387,20 @@ class JanusDNA(nn.Module):
         """Logits [B, L, 16]; position t predicts token t from all the other tokens."""
         return self.lm_head(self.hidden_states(input_ids)).float()
 
-    def forward_with_aux(self, input_ids):
-        """(logits, MoE auxiliary loss = coef * (LB_fwd + LB_bwd)) for training."""
+    def hidden_states_with_aux(self, input_ids):
+        """(hidden states [B, L, d], MoE auxiliary loss = coef * (LB_fwd + LB_bwd)) for training."""
         h, router_f, router_b = self.trunk(input_ids)
         cfg = self.config
-        if router_f:
-            aux = cfg.router_aux_loss_coef * (
-                load_balancing_loss(router_f, cfg.n_experts, cfg.experts_per_token)
-                + load_balancing_loss(router_b, cfg.n_experts, cfg.experts_per_token)
-            )
-        else:
-            aux = h.new_zeros((), dtype=torch.float32)
+        if not router_f:
+            return h, h.new_zeros((), dtype=torch.float32)
+        return h, cfg.router_aux_loss_coef * (
+            load_balancing_loss(router_f, cfg.n_experts, cfg.experts_per_token)
+            + load_balancing_loss(router_b, cfg.n_experts, cfg.experts_per_token)
+        )
+
+    def forward_with_aux(self, input_ids):
+        """(logits, MoE auxiliary loss) for training."""
+        h, aux = self.hidden_states_with_aux(input_ids)
         return self.lm_head(h).float(), aux
 
     def base_log_probs(self, input_ids):

@@ -1,0 +1,667 @@
+"""`janus finetune` and `janus predict`: sequence-level classification or regression.
+
+The model is the JanusDNA backbone, the mean of its hidden states over positions, and one linear
+layer. Training adds the backbone's MoE load-balancing loss to the cross-entropy (or, with
+--regression, to the mean squared error on standardised targets) and reverse-complements half of
+the training sequences. Evaluation and prediction average the outputs (logits) of both strands.
+
+Batches hold sequences of a single length, so nothing is ever padded.
+
+A finetuned model directory:
+    DIR/config.json, DIR/model.safetensors   the backbone (native format: janusdna.load(DIR) works)
+    DIR/head.safetensors                     the linear head (weight, bias)
+    DIR/head.json                            task, label names, pooling, the backbone's provenance
+    DIR/metrics.json                         per-epoch losses and timings, val and test metrics
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+import janusdna
+from janusdna.checkpoint import CONFIG_FILE, resolve_model_path
+from janusdna.model import JanusDNA
+from janusdna.tokenizer import reverse_complement
+
+from . import intervals
+from .errors import DataError, UsageError
+from .fasta import Reference, open_text
+from .pretrain import lr_at
+from .runtime import autocast_context, log, resolve_device, set_threads
+
+HEAD_FORMAT = "janus-sequence-head"
+HEAD_FORMAT_VERSION = 1
+SEQUENCE_COLUMNS = ("sequence", "seq")  # looked for, in this order, when --seq-col is not given
+LABEL_COLUMN = "label"
+KEY_COLUMNS = ("id", "name")  # table columns that predict copies to its output
+BED_KEY_COLUMNS = ["chrom", "start", "end", "name", "strand"]
+BED_NAMED_COLUMNS = {"name": 4, "score": 5}
+TABLE_SEPARATORS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
+PARQUET_SUFFIXES = (".parquet", ".pq")
+PROGRESS_EVERY_S = 30.0
+
+
+# --- inputs -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Examples:
+    """The sequences of one input file as token ids, their raw labels (None when not asked for),
+    and the columns that identify each sequence (copied to predict's output)."""
+
+    source: str
+    ids: list[torch.Tensor]
+    labels: pd.Series | None
+    keys: pd.DataFrame
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.array([len(x) for x in self.ids], dtype=np.int64)
+
+
+def input_kind(path: str | Path) -> str:
+    """'bed', 'parquet' or a table separator, from the file name (a .gz/.bgz suffix is skipped)."""
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    if suffixes and suffixes[-1] in (".gz", ".bgz"):
+        suffixes.pop()
+    suffix = suffixes[-1] if suffixes else ""
+    if suffix == ".bed":
+        return "bed"
+    if suffix in PARQUET_SUFFIXES:
+        return "parquet"
+    if suffix in TABLE_SEPARATORS:
+        return TABLE_SEPARATORS[suffix]
+    raise UsageError(
+        f"{path}: unknown input type; name it .csv, .tsv, .txt (tab-separated), .parquet or .bed "
+        "(text files may end in .gz)"
+    )
+
+
+def read_examples(path: str | Path, seq_col: str | None = None, label_col: str | None = None,
+                  fasta: str | Path | None = None, with_labels: bool = True) -> Examples:
+    """A CSV/TSV/Parquet table with a sequence column, or a BED whose sequences come from fasta."""
+    kind = input_kind(path)
+    if kind == "bed":
+        return _read_bed_examples(Path(path), fasta, label_col if with_labels else None, with_labels)
+    table = _read_table(Path(path), kind)
+    seq_col = _find_column(table, path, seq_col, SEQUENCE_COLUMNS, "--seq-col")
+    labels = None
+    if with_labels:
+        labels = table[_find_column(table, path, label_col, (LABEL_COLUMN,), "--label-col")]
+        missing = np.flatnonzero(labels.isna().to_numpy())
+        if missing.size:
+            raise DataError(f"{path}: row {missing[0] + 1}: missing label")
+    ids = [_encode(seq, f"{path}: row {i + 1}") for i, seq in enumerate(table[seq_col])]
+    keys = table[[c for c in table.columns if str(c).lower() in KEY_COLUMNS]]
+    return Examples(str(path), ids, labels, keys)
+
+
+def _read_table(path: Path, kind: str) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        if kind == "parquet":
+            return pd.read_parquet(path)
+        with open_text(path) as handle:
+            # only empty cells are missing: "NA" or "N" must stay sequences
+            return pd.read_csv(handle, sep=kind, keep_default_na=False, na_values=[""])
+    except Exception as exc:  # pandas and pyarrow raise many types for malformed files
+        raise DataError(f"{path}: cannot read as a {'Parquet' if kind == 'parquet' else 'delimited text'} "
+                        f"table: {exc}") from None
+
+
+def _find_column(table: pd.DataFrame, path, given: str | None, candidates: tuple[str, ...], option: str) -> str:
+    if given is not None:
+        if given not in table.columns:
+            raise DataError(f"{path}: no column {given!r} (columns: {', '.join(map(str, table.columns))})")
+        return given
+    by_lower = {str(c).lower(): c for c in table.columns}
+    for name in candidates:
+        if name in by_lower:
+            return by_lower[name]
+    raise DataError(f"{path}: no {' or '.join(candidates)} column (columns: "
+                    f"{', '.join(map(str, table.columns))}); name the column with {option}")
+
+
+def _encode(sequence, where: str) -> torch.Tensor:
+    if not isinstance(sequence, str) or not sequence:
+        raise DataError(f"{where}: missing or empty sequence")
+    try:
+        return janusdna.encode(sequence)
+    except ValueError as exc:
+        raise DataError(f"{where}: {exc}") from None
+
+
+def _read_bed_examples(path: Path, fasta, label_col: str | None, with_labels: bool) -> Examples:
+    if fasta is None:
+        raise UsageError(f"{path}: BED input needs --fasta to fetch the sequences")
+    if with_labels and label_col is None:
+        raise UsageError(f"{path}: BED input needs --label-col (a 1-based column number such as 7, or name)")
+    records = intervals.read_bed(path)
+    labels = pd.Series(_bed_column(path, _bed_column_number(label_col))) if with_labels else None
+    ids = []
+    with Reference(fasta) as reference:
+        for i, record in enumerate(records.itertuples(index=False)):
+            where = f"{path}: record {i + 1} ({record.chrom}:{record.start}-{record.end})"
+            if record.chrom not in reference.lengths:
+                raise DataError(f"{where}: contig {record.chrom} is not in {reference.path}")
+            if record.end > reference.lengths[record.chrom]:
+                raise DataError(f"{where}: past the end of {record.chrom} ({reference.lengths[record.chrom]} bp)")
+            seq = _encode(reference.fetch(record.chrom, record.start, record.end), where)
+            ids.append(reverse_complement(seq) if record.strand == "-" else seq)
+    return Examples(str(path), ids, labels, records[BED_KEY_COLUMNS])
+
+
+def _bed_column_number(label_col: str) -> int:
+    if label_col in BED_NAMED_COLUMNS:
+        return BED_NAMED_COLUMNS[label_col]
+    if not label_col.isdigit() or int(label_col) < 1:
+        raise UsageError(f"--label-col {label_col!r}: for BED input give a 1-based column number or "
+                         f"{' or '.join(BED_NAMED_COLUMNS)}")
+    return int(label_col)
+
+
+def _bed_column(path: Path, number: int) -> list[str]:
+    """Column `number` (1-based) of every record, skipping the lines that intervals.read_bed skips."""
+    values = []
+    with open_text(path) as handle:
+        for lineno, line in enumerate(handle, 1):
+            if not line.strip() or line.startswith(("#", "track", "browser")):
+                continue
+            fields = line.rstrip("\r\n").split("\t")
+            if len(fields) < 3:
+                fields = line.split()
+            if len(fields) < number:
+                raise DataError(f"{path}:{lineno}: no column {number} (this line has {len(fields)})")
+            values.append(fields[number - 1])
+    return values
+
+
+# --- metrics (numpy only) ---------------------------------------------------------------------
+
+
+def accuracy(true: np.ndarray, pred: np.ndarray) -> float:
+    return float(np.mean(true == pred))
+
+
+def matthews_corrcoef(true: np.ndarray, pred: np.ndarray) -> float:
+    """Multiclass MCC (Gorodkin's R_K) from the confusion matrix; the usual MCC for two classes.
+    0 when undefined (a constant prediction or a single true class)."""
+    classes = np.union1d(true, pred)
+    confusion = np.zeros((len(classes), len(classes)))
+    np.add.at(confusion, (np.searchsorted(classes, true), np.searchsorted(classes, pred)), 1)
+    n, correct = confusion.sum(), np.trace(confusion)
+    true_counts, pred_counts = confusion.sum(1), confusion.sum(0)
+    numerator = correct * n - true_counts @ pred_counts
+    denominator = math.sqrt((n * n - pred_counts @ pred_counts) * (n * n - true_counts @ true_counts))
+    return float(numerator / denominator) if denominator else 0.0
+
+
+def macro_f1(true: np.ndarray, pred: np.ndarray) -> float:
+    """Unweighted mean of per-class F1 over the classes present in true or pred."""
+    scores = []
+    for c in np.union1d(true, pred):
+        tp = np.sum((pred == c) & (true == c))
+        wrong = np.sum((pred == c) != (true == c))  # false positives + false negatives
+        scores.append(2 * tp / (2 * tp + wrong))
+    return float(np.mean(scores))
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, tied values sharing the mean of their ranks."""
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    last_rank = np.cumsum(counts)
+    return (last_rank - (counts - 1) / 2)[inverse]
+
+
+def auroc(is_positive: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve as the Mann-Whitney U statistic (ties count one half); NaN when
+    only one class is present."""
+    is_positive = is_positive.astype(bool)
+    n_pos, n_neg = int(is_positive.sum()), int((~is_positive).sum())
+    if not n_pos or not n_neg:
+        return float("nan")
+    rank_sum = average_ranks(scores)[is_positive].sum()
+    return float((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def classification_metrics(true: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """true: class indices [N]; probs: class probabilities [N, K]."""
+    pred = probs.argmax(1)
+    metrics = {
+        "loss": float(-np.mean(np.log(np.clip(probs[np.arange(len(true)), true], 1e-12, None)))),
+        "accuracy": accuracy(true, pred),
+        "mcc": matthews_corrcoef(true, pred),
+        "macro_f1": macro_f1(true, pred),
+    }
+    if probs.shape[1] == 2:
+        metrics["auroc"] = auroc(true == 1, probs[:, 1])
+    return metrics
+
+
+def regression_metrics(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    r = np.corrcoef(true, pred)[0, 1] if true.std() and pred.std() else float("nan")
+    return {"mse": float(np.mean((true - pred) ** 2)), "pearson_r": float(r)}
+
+
+# --- task: what the outputs mean --------------------------------------------------------------
+
+
+@dataclass
+class Task:
+    """Classification over named labels, or regression on targets standardised with the training
+    set's mean and standard deviation (so that the outputs start at a sensible scale)."""
+
+    regression: bool
+    labels: list[str] = field(default_factory=list)
+    target_mean: float = 0.0
+    target_std: float = 1.0
+
+    @classmethod
+    def from_training(cls, examples: Examples, regression: bool) -> "Task":
+        if regression:
+            values = _numeric_labels(examples)
+            return cls(True, target_mean=float(values.mean()), target_std=float(values.std()) or 1.0)
+        names = [str(v) for v in sorted(examples.labels.unique())]
+        if len(names) < 2:
+            raise DataError(f"{examples.source}: classification needs at least two labels, found {names}"
+                            " (pass --regression for numeric targets)")
+        return cls(False, labels=names)
+
+    @property
+    def kind(self) -> str:
+        return "regression" if self.regression else "classification"
+
+    @property
+    def n_outputs(self) -> int:
+        return 1 if self.regression else len(self.labels)
+
+    def targets(self, examples: Examples) -> torch.Tensor:
+        if self.regression:
+            return torch.from_numpy((_numeric_labels(examples) - self.target_mean) / self.target_std).float()
+        index = {name: i for i, name in enumerate(self.labels)}
+        names = examples.labels.astype(str)
+        unknown = np.flatnonzero(~names.isin(list(index)).to_numpy())
+        if unknown.size:
+            raise DataError(f"{examples.source}: row {unknown[0] + 1}: label {names.iloc[unknown[0]]!r} is not "
+                            f"one of the training labels ({', '.join(self.labels)})")
+        return torch.tensor(names.map(index).to_numpy(), dtype=torch.long)
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.regression:
+            return F.mse_loss(outputs[:, 0], targets)
+        return F.cross_entropy(outputs, targets)
+
+    def metrics(self, outputs: np.ndarray, targets: torch.Tensor) -> dict[str, float]:
+        if self.regression:
+            return regression_metrics(self.unstandardise(targets.numpy()), self.unstandardise(outputs[:, 0]))
+        return classification_metrics(targets.numpy(), _softmax(outputs))
+
+    def unstandardise(self, values: np.ndarray) -> np.ndarray:
+        return values * self.target_std + self.target_mean
+
+    def prediction_columns(self, outputs: np.ndarray) -> pd.DataFrame:
+        if self.regression:
+            return pd.DataFrame({"prediction": self.unstandardise(outputs[:, 0])})
+        probs = _softmax(outputs)
+        columns = {f"prob_{name}": probs[:, i] for i, name in enumerate(self.labels)}
+        return pd.DataFrame({**columns, "pred_label": np.array(self.labels, dtype=object)[probs.argmax(1)]})
+
+    def to_meta(self) -> dict:
+        if self.regression:
+            return {"task": self.kind, "target_mean": self.target_mean, "target_std": self.target_std}
+        return {"task": self.kind, "labels": self.labels}
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "Task":
+        if meta["task"] == "regression":
+            return cls(True, target_mean=meta["target_mean"], target_std=meta["target_std"])
+        return cls(False, labels=list(meta["labels"]))
+
+
+def _numeric_labels(examples: Examples) -> np.ndarray:
+    values = pd.to_numeric(examples.labels, errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise DataError(f"{examples.source}: row {bad[0] + 1}: label {examples.labels.iloc[bad[0]]!r} is not a number")
+    return values
+
+
+def _softmax(outputs: np.ndarray) -> np.ndarray:
+    exp = np.exp(outputs - outputs.max(1, keepdims=True))
+    return exp / exp.sum(1, keepdims=True)
+
+
+# --- model ------------------------------------------------------------------------------------
+
+
+class SequenceModel(nn.Module):
+    """JanusDNA backbone -> mean over positions -> linear head."""
+
+    def __init__(self, backbone: JanusDNA, head: nn.Linear):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids [B, L] -> outputs [B, n_outputs] (float32)."""
+        return self.head(self.backbone.hidden_states(ids).mean(dim=1)).float()
+
+    def forward_with_aux(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(outputs, MoE auxiliary loss of the backbone)."""
+        hidden, aux = self.backbone.hidden_states_with_aux(ids)
+        return self.head(hidden.mean(dim=1)).float(), aux
+
+    def strand_averaged(self, ids: torch.Tensor) -> torch.Tensor:
+        """Mean of the outputs for the sequences and their reverse complements (one forward pass)."""
+        forward, reverse = self(torch.cat([ids, reverse_complement(ids)])).chunk(2)
+        return (forward + reverse) / 2
+
+
+def load_backbone(model_ref: str, seed: int, device: torch.device) -> tuple[JanusDNA, dict]:
+    """(backbone, provenance) from a model directory or shipped model name, else from a preset
+    name (random initialisation seeded with seed)."""
+    try:
+        path = resolve_model_path(model_ref)
+    except janusdna.CheckpointError:
+        if model_ref not in janusdna.PRESETS:
+            raise
+        backbone = janusdna.from_preset(model_ref, seed=seed).to(device)
+        return backbone, {"model": model_ref, "source": "preset (random init)", "seed": seed,
+                          "name": backbone.config.name}
+    backbone = janusdna.load(path, device=device)
+    return backbone, {"model": model_ref, "source": "model directory", "path": str(path.resolve()),
+                      "weights_sha256": janusdna.weights_sha256(path), "name": backbone.config.name,
+                      "extra": backbone.config.extra}
+
+
+def load_finetuned(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[JanusDNA, nn.Linear, dict]:
+    """(backbone, head, meta) of a directory written by `janus finetune`; meta is head.json, with
+    the label names (meta["labels"]) in the order of the head's outputs."""
+    model_dir = Path(model_dir)
+    meta_path = model_dir / "head.json"
+    if not meta_path.is_file():
+        raise DataError(f"{model_dir}: not a finetuned model directory (no head.json); make one with janus finetune")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != HEAD_FORMAT or meta.get("format_version") != HEAD_FORMAT_VERSION:
+        raise DataError(f"{meta_path}: not a {HEAD_FORMAT} version {HEAD_FORMAT_VERSION} file")
+    backbone = janusdna.load(model_dir, device=device)
+    head = nn.Linear(backbone.config.d_model, Task.from_meta(meta).n_outputs)
+    try:
+        head.load_state_dict(load_file(str(model_dir / "head.safetensors"), device=str(device)))
+    except (OSError, RuntimeError) as exc:
+        raise DataError(f"{model_dir / 'head.safetensors'}: cannot load the head: {exc}") from None
+    return backbone, head.to(device).eval(), meta
+
+
+def save_finetuned(model: SequenceModel, task: Task, out: Path, provenance: dict, options: dict):
+    janusdna.save(model.backbone, out)
+    save_file({k: v.detach().contiguous().cpu() for k, v in model.head.state_dict().items()},
+              str(out / "head.safetensors"))
+    meta = {"format": HEAD_FORMAT, "format_version": HEAD_FORMAT_VERSION, **task.to_meta(), "pooling": "mean",
+            "strands": "outputs averaged over the sequence and its reverse complement",
+            "backbone": provenance, "finetune": options}
+    (out / "head.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+# --- batching and inference -------------------------------------------------------------------
+
+
+def length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None = None) -> list[np.ndarray]:
+    """Indices in batches whose sequences all have the same length. With rng, the order within
+    each length and the order of the batches are shuffled."""
+    tiebreak = rng.random(len(lengths)) if rng is not None else np.arange(len(lengths))
+    order = np.lexsort((tiebreak, lengths))
+    groups = np.split(order, np.flatnonzero(np.diff(lengths[order])) + 1)
+    batches = [group[i : i + batch_size] for group in groups for i in range(0, len(group), batch_size)]
+    if rng is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+@torch.inference_mode()
+def strand_averaged_outputs(model: SequenceModel, examples: Examples, batch_size: int,
+                            device: torch.device) -> np.ndarray:
+    """Outputs [N, n_outputs] for every sequence, averaged over both strands, in input order."""
+    model.eval()
+    outputs = np.empty((len(examples), model.head.out_features), dtype=np.float32)
+    for batch in length_batches(examples.lengths, batch_size):
+        ids = torch.stack([examples.ids[i] for i in batch]).to(device)
+        with autocast_context(device):
+            outputs[batch] = model.strand_averaged(ids).float().cpu().numpy()
+    return outputs
+
+
+def evaluate(model: SequenceModel, task: Task, examples: Examples, targets: torch.Tensor, batch_size: int,
+             device: torch.device) -> dict[str, float]:
+    start = time.perf_counter()
+    metrics = task.metrics(strand_averaged_outputs(model, examples, batch_size, device), targets)
+    metrics["seqs_per_s"] = len(examples) / (time.perf_counter() - start)
+    return metrics
+
+
+# --- finetune ---------------------------------------------------------------------------------
+
+
+@dataclass
+class FinetuneOptions:
+    train: Path
+    out: Path
+    model: str
+    val: Path | None = None
+    test: Path | None = None
+    seq_col: str | None = None
+    label_col: str | None = None
+    fasta: Path | None = None
+    regression: bool = False
+    freeze_backbone: bool = False
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float | None = None  # None: 5e-4 for a full finetune, 2e-3 for a linear probe
+    weight_decay: float = 0.01
+    warmup_frac: float = 0.1
+    grad_clip: float = 1.0
+    patience: int = 3
+    max_steps: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    quiet: bool = False
+
+
+def default_lr(freeze_backbone: bool) -> float:
+    return 2e-3 if freeze_backbone else 5e-4
+
+
+def selection_score(task: Task, metrics: dict[str, float]) -> float:
+    """Higher is better: validation MCC for classification, minus MSE for regression."""
+    return -metrics["mse"] if task.regression else metrics["mcc"]
+
+
+def build_model(opts: FinetuneOptions, task: Task, device: torch.device) -> tuple[SequenceModel, dict]:
+    """(backbone + a zero-initialised head, the backbone's provenance). A zero head starts from
+    uniform probabilities (regression: from the training mean)."""
+    backbone, provenance = load_backbone(opts.model, opts.seed, device)
+    head = nn.Linear(backbone.config.d_model, task.n_outputs)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    backbone.requires_grad_(not opts.freeze_backbone)
+    return SequenceModel(backbone, head).to(device), provenance
+
+
+def make_optimizer(model: SequenceModel, opts: FinetuneOptions, lr: float) -> torch.optim.AdamW:
+    groups = [] if opts.freeze_backbone else model.backbone.optimizer_groups(opts.weight_decay)
+    groups += [{"params": [model.head.weight], "weight_decay": opts.weight_decay},
+               {"params": [model.head.bias], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def random_strands(ids: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Each sequence of the batch, or with probability 1/2 its reverse complement."""
+    flip = torch.from_numpy(rng.random(len(ids)) < 0.5)
+    return torch.where(flip[:, None], reverse_complement(ids), ids)
+
+
+def finetune(opts: FinetuneOptions) -> dict:
+    """Train, keep the epoch with the best validation score, write the model directory opts.out and
+    return its metrics (also written to opts.out/metrics.json)."""
+    for name in ("epochs", "batch_size", "patience", "max_steps"):
+        if getattr(opts, name) is not None and getattr(opts, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+    out = Path(opts.out)
+    if (out / CONFIG_FILE).exists():
+        raise UsageError(f"{out} already holds a model; choose a new -o")
+    set_threads(opts.threads)
+    device = resolve_device(opts.device)
+    say = (lambda message: None) if opts.quiet else log
+
+    read = functools.partial(read_examples, seq_col=opts.seq_col, label_col=opts.label_col, fasta=opts.fasta)
+    train = read(opts.train)
+    task = Task.from_training(train, opts.regression)
+    train_targets = task.targets(train)
+    held_out = {split: read(path) for split, path in (("val", opts.val), ("test", opts.test)) if path}
+    held_out_targets = {split: task.targets(examples) for split, examples in held_out.items()}
+
+    model, provenance = build_model(opts, task, device)
+    peak_lr = opts.lr if opts.lr is not None else default_lr(opts.freeze_backbone)
+    optimizer = make_optimizer(model, opts, peak_lr)
+    rng = np.random.default_rng(opts.seed)
+    train_lengths = train.lengths
+    total_steps = opts.epochs * len(length_batches(train_lengths, opts.batch_size))
+    total_steps = min(total_steps, opts.max_steps or total_steps)
+    say(f"finetune: {len(train)} training sequences, {task.kind} ({task.n_outputs} outputs), "
+        f"backbone {provenance['name']} ({provenance['source']}, {'frozen' if opts.freeze_backbone else 'trained'}), "
+        f"{total_steps} steps, peak lr {peak_lr:.1e}")
+
+    epochs, step = [], 0
+    best_score, best_epoch, best_state, stale_epochs = -math.inf, 0, None, 0
+    run_start = time.perf_counter()
+    for epoch in range(1, opts.epochs + 1):
+        model.train()
+        epoch_start = last_report = time.perf_counter()
+        losses, aux_losses, seen = [], [], 0
+        for batch in length_batches(train_lengths, opts.batch_size, rng):
+            if step == total_steps:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, total_steps, peak_lr, 0.0, opts.warmup_frac)
+            ids = random_strands(torch.stack([train.ids[i] for i in batch]), rng).to(device)
+            with autocast_context(device):
+                outputs, aux = model.forward_with_aux(ids)
+                loss = task.loss(outputs, train_targets[batch].to(device))
+            # with a frozen backbone the aux loss has no parameter to act on; it is only reported
+            (loss if opts.freeze_backbone else loss + aux).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            seen += len(batch)
+            losses.append(loss.item())
+            aux_losses.append(aux.item())
+            if time.perf_counter() - last_report > PROGRESS_EVERY_S:
+                say(f"finetune: epoch {epoch} step {step}/{total_steps} loss {np.mean(losses):.4f}")
+                last_report = time.perf_counter()
+        wall = time.perf_counter() - epoch_start
+        record = {"epoch": epoch, "steps": step, "sequences": seen, "train_loss": float(np.mean(losses)),
+                  "aux_loss": float(np.mean(aux_losses)), "wall_s": wall, "train_seqs_per_s": seen / wall}
+        status = f"finetune: epoch {epoch} loss {record['train_loss']:.4f} ({wall:.1f} s, {seen / wall:.0f} seq/s)"
+        if "val" in held_out:
+            record["val"] = evaluate(model, task, held_out["val"], held_out_targets["val"], opts.batch_size, device)
+            status += "; val " + _format_metrics(record["val"])
+            score = selection_score(task, record["val"])
+            if score > best_score:
+                best_score, best_epoch, best_state, stale_epochs = score, epoch, copy.deepcopy(model.state_dict()), 0
+            else:
+                stale_epochs += 1
+        epochs.append(record)
+        say(status)
+        if step == total_steps:
+            break
+        if stale_epochs == opts.patience:
+            say(f"finetune: no validation improvement for {opts.patience} epochs; stopping")
+            break
+
+    metrics = {"task": task.kind, "train_examples": len(train), "steps": step,
+               "best_epoch": best_epoch or len(epochs), "epochs": epochs,
+               "train_seqs_per_s": sum(e["sequences"] for e in epochs) / sum(e["wall_s"] for e in epochs)}
+    if best_state is not None:
+        model.load_state_dict(best_state)
+        metrics |= {"val_examples": len(held_out["val"]), "val": epochs[best_epoch - 1]["val"]}
+    if "test" in held_out:
+        metrics["test_examples"] = len(held_out["test"])
+        metrics["test"] = evaluate(model, task, held_out["test"], held_out_targets["test"], opts.batch_size, device)
+        say(f"finetune: test (epoch {metrics['best_epoch']}) " + _format_metrics(metrics["test"]))
+    metrics["wall_s"] = time.perf_counter() - run_start
+
+    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()}
+    save_finetuned(model, task, out, provenance, {**options, "lr": peak_lr})
+    (out / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2) + "\n")
+    say(f"finetune: wrote {out}")
+    return metrics
+
+
+def _format_metrics(metrics: dict[str, float]) -> str:
+    return " ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "seqs_per_s")
+
+
+def _json_safe(value):
+    """NaN (an undefined metric) -> null, which JSON can represent."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+# --- predict ----------------------------------------------------------------------------------
+
+
+@dataclass
+class PredictOptions:
+    inputs: Path
+    out: str  # a Parquet path, or "-" for TSV on stdout
+    model: Path
+    seq_col: str | None = None
+    fasta: Path | None = None
+    batch_size: int = 64
+    device: str = "auto"
+    threads: int | None = None
+
+
+def predict(opts: PredictOptions) -> pd.DataFrame:
+    """Per-sequence probabilities (or regression predictions), averaged over both strands, written
+    to opts.out; returns the table."""
+    if opts.batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    set_threads(opts.threads)
+    device = resolve_device(opts.device)
+    backbone, head, meta = load_finetuned(opts.model, device)
+    task = Task.from_meta(meta)
+    examples = read_examples(opts.inputs, opts.seq_col, fasta=opts.fasta, with_labels=False)
+    outputs = strand_averaged_outputs(SequenceModel(backbone, head), examples, opts.batch_size, device)
+    table = pd.concat([examples.keys.reset_index(drop=True), task.prediction_columns(outputs)], axis=1)
+    if opts.out == "-":
+        table.to_csv(sys.stdout, sep="\t", index=False)
+    else:
+        table.to_parquet(opts.out, index=False)
+        log(f"predict: wrote {len(table)} predictions to {opts.out}")
+    return table
