@@ -185,3 +185,44 @@ def predict(
                           device=device, threads=threads)
     with reported_errors():
         run_predict(opts)
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  janus embed peaks.bed --fasta hg38.fa --model my_model/ -o peaks.emb.parquet\n\n"
+        "  janus embed -r chr20:30,000,001-30,001,000 --window 1024 --model my_model/ -o - | cut -f1-5\n\n"
+        "  zcat exons.bed.gz | janus embed - --chrom-alias names.tsv --pooling center -o exons.parquet"
+    ),
+)
+def embed(
+    regions_bed: Path = typer.Argument(None, help="BED3-BED6+ regions, plain or gzipped; - reads stdin."),
+    regions: list[str] = typer.Option([], "-r", "--region", help="A region chr:beg-end, 1-based inclusive (repeatable).", show_default=False),
+    out: str = typer.Option(None, "-o", "--out", help="Output Parquet file, or - for TSV on stdout (default: TSV on stdout).", show_default=False),
+    fasta: Path = typer.Option(None, "--fasta", help="Reference FASTA (default: $JANUS_FASTA, else fasta = in ~/.config/janus/config.toml).", show_default=False),
+    model: str = typer.Option(None, "--model", help="Model directory or shipped model name (default: the shipped default model).", show_default=False),
+    window: int = typer.Option(None, "--window", help="Embed a window of this many bp centred on each region (default: the region itself).", show_default=False),
+    edge: str = typer.Option("pad", "--edge", help="Windows past a contig end: pad (with N), shift (inside the contig) or skip (default: pad).", show_default=False),
+    max_n_frac: float = typer.Option(0.1, "--max-n-frac", help="Skip records whose sequence has a larger fraction of N (default: 0.1).", show_default=False),
+    tile_overlap: int = typer.Option(None, "--tile-overlap", help="Overlap in bp of the tiles of sequences longer than the model (default: a quarter of its max_seq_len).", show_default=False),
+    pooling: str = typer.Option("mean", "--pooling", help="Pool positions by mean, max or center (default: mean).", show_default=False),
+    per_position: bool = typer.Option(False, "--per-position", help="Keep one vector per base instead of pooling (for short regions).", show_default=False),
+    rc: str = typer.Option("avg", "--rc", help="avg: average both strands; none: given strand only; both: embedding and embedding_rc (default: avg).", show_default=False),
+    chrom_alias: Path = typer.Option(None, "--chrom-alias", help="TSV of input chromosome name, reference contig name (default: none).", show_default=False),
+    batch_size: int = typer.Option(16, "--batch-size", help="Windows per forward pass (default: 16).", show_default=False),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (default: auto).", show_default=False),
+    dtype: str = typer.Option("float32", "--dtype", help="float32 or bfloat16 (autocast) (default: float32).", show_default=False),
+    threads: int = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice).", show_default=False),
+):
+    """Embed genomic regions: one pooled JanusDNA hidden-state vector per region."""
+    import sys
+
+    from .embed import EmbedOptions, embed as run_embed
+
+    opts = EmbedOptions(
+        bed=regions_bed, regions=regions, out=out, fasta=fasta, model=model, window=window, edge=edge,
+        max_n_frac=max_n_frac, tile_overlap=tile_overlap, pooling=pooling, per_position=per_position, rc=rc,
+        chrom_alias=chrom_alias, batch_size=batch_size, device=device, dtype=dtype, threads=threads,
+    )
+    with reported_errors():
+        run_embed(opts, argv=["janus", *sys.argv[1:]])
