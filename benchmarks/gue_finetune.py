@@ -26,7 +26,8 @@ import torch
 import janusdna
 from janus_cli.finetune import FinetuneOptions, finetune, load_backbone
 
-DATA = Path("/work/shared/data/benchmarks/gue_prom_core_notata")
+# the shared data folder sits beside the repository checkout
+DATA = Path(__file__).resolve().parents[2] / "shared/data/benchmarks/gue_prom_core_notata"
 PUBLISHED_TEST_MCC = {"Caduceus-Ph": 68.35, "DNABERT-2": 69.62}
 
 

@@ -44,7 +44,8 @@ from baselines import (
 from janus_cli.fasta import Reference
 from janus_cli.intervals import parse_region
 
-DATA = Path("/work/shared/data")
+# the shared data folder sits beside the repository checkout
+DATA = Path(__file__).resolve().parents[2] / "shared/data"
 TRAIN_FASTA = DATA / "grch37_chr20" / "GRCh37_chr20.fa.gz"
 VALIDATION_REGION = "20:58,000,001-63,025,520"
 TEST_FASTA = DATA / "hg38_chr21" / "hg38_chr21_22-23Mb.fa.gz"
