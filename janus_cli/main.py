@@ -131,7 +131,10 @@ def pretrain(
 def finetune(
     train: Path = typer.Argument(..., help="Training data: CSV/TSV/Parquet with sequence and label columns, or BED with --fasta."),
     out: Path = typer.Option(..., "-o", "--out", help="Output model directory (backbone, head.safetensors, head.json, metrics.json)."),
-    model: str = typer.Option(..., "--model", help="Start from a model directory, a shipped model name, or a preset name (random init)."),
+    model: str = typer.Option(
+        janusdna.DEFAULT_MODEL, "--model", show_default=False,
+        help="Start from a model directory, a shipped model name, or a preset name (random init) (default: the shipped default model).",
+    ),
     val: Path = typer.Option(None, "--val", help="Validation data; selects the best epoch and stops early."),
     test: Path = typer.Option(None, "--test", help="Test data; its metrics go to metrics.json."),
     seq_col: str = typer.Option(None, help="Sequence column of table inputs (default: sequence or seq)."),

@@ -2,6 +2,9 @@
 
 __version__ = "0.1.0"
 
+# The model every janus command uses when --model is not given (shipped in pretrained/).
+DEFAULT_MODEL = "janusdna-d48-chr20"
+
 from .checkpoint import (
     CheckpointError,
     from_original,
@@ -15,6 +18,7 @@ from .tokenizer import decode, encode, reverse_complement
 
 __all__ = [
     "__version__",
+    "DEFAULT_MODEL",
     "CheckpointError",
     "JanusDNA",
     "JanusDNAConfig",
