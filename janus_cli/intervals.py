@@ -115,9 +115,8 @@ def read_bed(path) -> pd.DataFrame:
                 raise DataError(f"{where}: start and end must be integers, got {fields[1]!r} and {fields[2]!r}") from None
             if not 0 <= start <= end:
                 raise DataError(f"{where}: need 0 <= start <= end, got start={start} end={end}")
-            name = fields[3] if len(fields) > 3 else "."
-            score = fields[4] if len(fields) > 4 else "."
-            strand = fields[5] if len(fields) > 5 else "."
+            # an empty optional column (seen in real files) means the same as a missing one
+            name, score, strand = ((fields[i] if len(fields) > i and fields[i] else ".") for i in (3, 4, 5))
             if strand not in ("+", "-", "."):
                 raise DataError(f"{where}: strand must be +, - or ., got {strand!r}")
             rows.append((fields[0], start, end, name, score, strand))

@@ -278,3 +278,14 @@ def test_reference_comes_from_option_then_environment_then_config_file(tmp_path,
     monkeypatch.setenv("JANUS_FASTA", "/data/from_env.fa")
     assert str(resolve_fasta(None)) == "/data/from_env.fa"
     assert str(resolve_fasta("/data/given.fa")) == "/data/given.fa"
+
+
+def test_real_bed_with_empty_strand_column_reads_as_unstranded():
+    from pathlib import Path
+
+    from janus_cli.intervals import read_bed
+
+    bed = Path(__file__).resolve().parents[1] / "examples/data/hg38_chr21/genomic_benchmarks_regions_22-23Mb.bed"
+    regions = read_bed(bed)
+    assert len(regions) == 127
+    assert set(regions["strand"]) == {"+", "."} and (regions["strand"] == ".").sum() == 46
