@@ -181,16 +181,10 @@ def _bed_column_number(label_col: str) -> int:
 def _bed_column(path: Path, number: int) -> list[str]:
     """Column `number` (1-based) of every record, skipping the lines that intervals.read_bed skips."""
     values = []
-    with open_text(path) as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip() or line.startswith(("#", "track", "browser")):
-                continue
-            fields = line.rstrip("\r\n").split("\t")
-            if len(fields) < 3:
-                fields = line.split()
-            if len(fields) < number:
-                raise DataError(f"{path}:{lineno}: no column {number} (this line has {len(fields)})")
-            values.append(fields[number - 1])
+    for lineno, fields in intervals.bed_records(path):
+        if len(fields) < number:
+            raise DataError(f"{path}:{lineno}: no column {number} (this line has {len(fields)})")
+        values.append(fields[number - 1])
     return values
 
 

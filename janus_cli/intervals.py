@@ -91,38 +91,45 @@ def window_starts_table(df: pd.DataFrame, window: int) -> tuple[pd.DataFrame, np
     return fits, np.cumsum(counts)
 
 
-def read_bed(path) -> pd.DataFrame:
-    """BED3 to BED6+ ('-' is stdin, gzip/bgzip accepted) -> chrom, start, end, name, score, strand.
-    track/browser/'#' lines and blank lines are skipped. Errors name the file and line."""
+def bed_records(path):
+    """(line number, fields) of every record of a BED file ('-' is stdin, gzip/bgzip accepted);
+    track/browser/'#' lines and blank lines are skipped. Fields are tab-separated (whitespace when
+    a line has fewer than 3 tabs' worth)."""
     from .errors import DataError
     from .fasta import open_text
 
-    rows = []
     handle = open_text(path)
     try:
         for lineno, line in enumerate(handle, 1):
             if not line.strip() or line.startswith(("#", "track", "browser")):
                 continue
             fields = line.rstrip("\r\n").split("\t")
-            if len(fields) < 3:
-                fields = line.split()
-            where = f"{path}:{lineno}"
-            if len(fields) < 3:
-                raise DataError(f"{where}: a BED line needs at least 3 columns (chrom, start, end)")
-            try:
-                start, end = int(fields[1]), int(fields[2])
-            except ValueError:
-                raise DataError(f"{where}: start and end must be integers, got {fields[1]!r} and {fields[2]!r}") from None
-            if not 0 <= start <= end:
-                raise DataError(f"{where}: need 0 <= start <= end, got start={start} end={end}")
-            # an empty optional column (seen in real files) means the same as a missing one
-            name, score, strand = ((fields[i] if len(fields) > i and fields[i] else ".") for i in (3, 4, 5))
-            if strand not in ("+", "-", "."):
-                raise DataError(f"{where}: strand must be +, - or ., got {strand!r}")
-            rows.append((fields[0], start, end, name, score, strand))
+            yield lineno, fields if len(fields) >= 3 else line.split()
     except (EOFError, OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read ({exc}); is the file truncated or not BED text?") from None
     finally:
         if handle is not sys.stdin:
             handle.close()
+
+
+def read_bed(path) -> pd.DataFrame:
+    """BED3 to BED6+ -> chrom, start, end, name, score, strand. Errors name the file and line."""
+    from .errors import DataError
+
+    rows = []
+    for lineno, fields in bed_records(path):
+        where = f"{path}:{lineno}"
+        if len(fields) < 3:
+            raise DataError(f"{where}: a BED line needs at least 3 columns (chrom, start, end)")
+        try:
+            start, end = int(fields[1]), int(fields[2])
+        except ValueError:
+            raise DataError(f"{where}: start and end must be integers, got {fields[1]!r} and {fields[2]!r}") from None
+        if not 0 <= start <= end:
+            raise DataError(f"{where}: need 0 <= start <= end, got start={start} end={end}")
+        # an empty optional column (seen in real files) means the same as a missing one
+        name, score, strand = ((fields[i] if len(fields) > i and fields[i] else ".") for i in (3, 4, 5))
+        if strand not in ("+", "-", "."):
+            raise DataError(f"{where}: strand must be +, - or ., got {strand!r}")
+        rows.append((fields[0], start, end, name, score, strand))
     return pd.DataFrame(rows, columns=COLUMNS + ["name", "score", "strand"])
