@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import sys
 from pathlib import Path
 
@@ -10,12 +11,14 @@ import pysam
 
 from .errors import DataError
 
+GZIP_MAGIC = b"\x1f\x8b"
+
 
 def _is_plain_gzip(path: Path) -> bool:
     """gzip but not BGZF: BGZF blocks carry the 'BC' extra subfield, plain gzip does not."""
     with open(path, "rb") as fh:
         head = fh.read(18)
-    return head[:2] == b"\x1f\x8b" and not (head[3] & 4 and head[12:14] == b"BC")
+    return head[:2] == GZIP_MAGIC and not (head[3] & 4 and head[12:14] == b"BC")
 
 
 class Reference:
@@ -54,14 +57,19 @@ class Reference:
 
 
 def open_text(path: str | Path):
-    """Open a text input that may be gzipped/bgzipped; '-' is stdin."""
+    """Open a text input that may be gzipped/bgzipped; '-' is stdin (gzipped or not)."""
     if str(path) == "-":
-        return sys.stdin
+        stdin = sys.stdin.buffer
+        if not hasattr(stdin, "peek"):  # e.g. an in-memory stdin under test
+            stdin = io.BufferedReader(stdin)
+        if stdin.peek(2)[:2] == GZIP_MAGIC:
+            return io.TextIOWrapper(gzip.GzipFile(fileobj=stdin))
+        return io.TextIOWrapper(stdin)
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     with open(path, "rb") as fh:
         magic = fh.read(2)
-    if magic == b"\x1f\x8b":
+    if magic == GZIP_MAGIC:
         return gzip.open(path, "rt")
     return open(path, "rt")

@@ -10,16 +10,23 @@ back to the forward strand: positions reversed and, for per-base outputs, bases 
 
 from __future__ import annotations
 
+import math
+import shlex
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
 
+import janusdna
 from janusdna.model import JanusDNA
 from janusdna.tokenizer import reverse_complement
 
+from .errors import UsageError
 from .runtime import autocast_context
+from .streaming import StreamOptions, parse_shard
+from .windows import EDGE_MODES
 
 RC_MODES = ("avg", "none", "both")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -102,3 +109,76 @@ class WindowRunner:
                 reverse_pass = self.output.compute(self.model, reverse_complement(ids))
                 reverse = self.output.to_forward_strand(reverse_pass).float().cpu()
         return [StrandOutputs(forward[i], None if reverse is None else reverse[i]) for i in range(len(ids))]
+
+
+def average_log_probs(outputs: StrandOutputs) -> torch.Tensor:
+    """Per-base log-probabilities of both strands combined as the log of their mean probability
+    (a proper distribution, unlike the mean of the logs)."""
+    if outputs.reverse is None:
+        return outputs.forward
+    return torch.logaddexp(outputs.forward, outputs.reverse) - math.log(2)
+
+
+@dataclass
+class InferenceOptions:
+    """Options every inference command shares (reference, model, windows, compute, output)."""
+
+    out: str | None = None
+    fasta: Path | None = None
+    model: str | None = None
+    window: int | None = None
+    edge: str = "pad"
+    max_n_frac: float = 0.1
+    rc: str = "avg"
+    chrom_alias: Path | None = None
+    batch_size: int = 16
+    device: str = "auto"
+    dtype: str = "float32"
+    threads: int | None = None
+    shard: str | None = None
+    resume: bool = False
+    quiet: bool = False
+
+    def stream_options(self) -> StreamOptions:
+        return StreamOptions(out=self.out, shard=self.shard, resume=self.resume, quiet=self.quiet)
+
+
+def check_inference_options(opts: InferenceOptions, extra_choices: dict | None = None):
+    choices = {"--rc": (opts.rc, RC_MODES), "--edge": (opts.edge, EDGE_MODES), "--dtype": (opts.dtype, tuple(DTYPES)),
+               **(extra_choices or {})}
+    for option, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise UsageError(f"{option} {value!r}: choose one of {', '.join(allowed)}")
+    if opts.window is not None and opts.window < 1:
+        raise UsageError(f"--window {opts.window}: must be at least 1 bp")
+    if not 0.0 <= opts.max_n_frac <= 1.0:
+        raise UsageError(f"--max-n-frac {opts.max_n_frac}: must be between 0 and 1")
+    if opts.batch_size < 1:
+        raise UsageError(f"--batch-size {opts.batch_size}: must be at least 1")
+    if opts.shard:
+        parse_shard(opts.shard)
+
+
+def load_inference_model(model_ref: str | None) -> tuple[str, JanusDNA]:
+    """(model reference, model): the given model directory or shipped name, else the default."""
+    model_ref = model_ref or janusdna.DEFAULT_MODEL
+    return str(model_ref), janusdna.load(model_ref)
+
+
+def provenance(opts: InferenceOptions, model_ref: str, model: JanusDNA, reference_path: Path,
+               argv: list[str], **settings) -> dict[str, str]:
+    """Key-value metadata of an output file: what produced it, from what, how."""
+    return {
+        "janus_version": janusdna.__version__,
+        "model": model_ref,
+        "model_name": model.config.name,
+        "model_weights_sha256": janusdna.weights_sha256(model_ref),
+        "window": str(opts.window or "region"),
+        "edge": opts.edge,
+        "max_n_frac": str(opts.max_n_frac),
+        "rc": opts.rc,
+        "dtype": opts.dtype,
+        "reference": str(reference_path),
+        **{key: str(value) for key, value in settings.items()},
+        "command_line": shlex.join(argv),
+    }

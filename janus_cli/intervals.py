@@ -4,7 +4,6 @@ small pure functions over them (in the spirit of bioframe)."""
 from __future__ import annotations
 
 import re
-import sys
 
 import numpy as np
 import pandas as pd
@@ -108,12 +107,16 @@ def bed_records(path):
     except (EOFError, OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read ({exc}); is the file truncated or not BED text?") from None
     finally:
-        if handle is not sys.stdin:
+        if str(path) != "-":
             handle.close()
 
 
-def read_bed(path) -> pd.DataFrame:
-    """BED3 to BED6+ -> chrom, start, end, name, score, strand. Errors name the file and line."""
+BED_COLUMNS = COLUMNS + ["name", "score", "strand"]
+
+
+def read_bed_chunks(path, chunk_size: int):
+    """BED3 to BED6+ as DataFrames of up to chunk_size records, in file order: chrom, start, end,
+    name, score, strand. Errors name the file and line."""
     from .errors import DataError
 
     rows = []
@@ -132,4 +135,14 @@ def read_bed(path) -> pd.DataFrame:
         if strand not in ("+", "-", "."):
             raise DataError(f"{where}: strand must be +, - or ., got {strand!r}")
         rows.append((fields[0], start, end, name, score, strand))
-    return pd.DataFrame(rows, columns=COLUMNS + ["name", "score", "strand"])
+        if len(rows) == chunk_size:
+            yield pd.DataFrame(rows, columns=BED_COLUMNS)
+            rows = []
+    if rows:
+        yield pd.DataFrame(rows, columns=BED_COLUMNS)
+
+
+def read_bed(path) -> pd.DataFrame:
+    """A whole BED file as one DataFrame (see read_bed_chunks)."""
+    chunks = list(read_bed_chunks(path, chunk_size=1 << 16))
+    return pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=BED_COLUMNS)

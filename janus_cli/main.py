@@ -190,42 +190,76 @@ def predict(
         run_predict(opts)
 
 
+# options shared by the inference commands (embed, likelihood, score-variants, predict)
+OUT = typer.Option(None, "-o", "--out", show_default=False,
+                   help="Output file: .parquet (default), .tsv, or - for TSV on stdout (default: TSV on stdout).")
+FASTA = typer.Option(None, "--fasta", show_default=False,
+                     help="Reference FASTA, plain or bgzipped (default: $JANUS_FASTA, else fasta = in ~/.config/janus/config.toml).")
+MODEL = typer.Option(None, "--model", show_default=False,
+                     help="Model directory or shipped model name (default: the shipped default model).")
+EDGE = typer.Option("pad", "--edge", show_default=False,
+                    help="Windows past a contig end: pad (with N), shift (inside the contig) or skip (default: pad).")
+MAX_N_FRAC = typer.Option(0.1, "--max-n-frac", show_default=False,
+                          help="Skip records whose window has a larger fraction of N (default: 0.1).")
+RC = typer.Option("avg", "--rc", show_default=False,
+                  help="avg: average both strands; none: forward strand only; both: also write each strand (default: avg).")
+CHROM_ALIAS = typer.Option(None, "--chrom-alias", show_default=False,
+                           help="TSV of input chromosome name, reference contig name (default: none; chr20/20 and chrM/MT match anyway).")
+BATCH_SIZE = typer.Option(16, "--batch-size", show_default=False, help="Windows per forward pass (default: 16).")
+DEVICE = typer.Option("auto", "--device", show_default=False, help="auto, cpu or cuda (default: auto).")
+DTYPE = typer.Option("float32", "--dtype", show_default=False, help="float32 or bfloat16 (autocast) (default: float32).")
+THREADS = typer.Option(None, "--threads", show_default=False, help="CPU threads for torch (default: torch's choice).")
+SHARD = typer.Option(None, "--shard", show_default=False,
+                     help="Process shard I of N (I/N, 1-based): every N-th chunk of records, for array jobs; gather with janus merge (default: all).")
+RESUME = typer.Option(False, "--resume", show_default=False,
+                      help="Continue an interrupted run of the same command from its finished chunks (default: start over).")
+QUIET = typer.Option(False, "--quiet", "-q", show_default=False, help="No progress bar (default: a bar when stderr is a terminal).")
+
+
+def _argv() -> list[str]:
+    import sys
+
+    return ["janus", *sys.argv[1:]]
+
+
 @app.command(
     epilog=(
         "Examples:\n\n"
-        "  janus embed peaks.bed --fasta hg38.fa --model my_model/ -o peaks.emb.parquet\n\n"
-        "  janus embed -r chr20:30,000,001-30,001,000 --window 1024 --model my_model/ -o - | cut -f1-5\n\n"
+        "  janus embed peaks.bed --fasta hg38.fa -o peaks.emb.parquet\n\n"
+        "  janus embed -r chr20:30,000,001-30,001,000 --window 1024 -o - | cut -f1-5\n\n"
         "  zcat exons.bed.gz | janus embed - --chrom-alias names.tsv --pooling center -o exons.parquet"
     ),
 )
 def embed(
     regions_bed: Path = typer.Argument(None, help="BED3-BED6+ regions, plain or gzipped; - reads stdin."),
     regions: list[str] = typer.Option([], "-r", "--region", help="A region chr:beg-end, 1-based inclusive (repeatable).", show_default=False),
-    out: str = typer.Option(None, "-o", "--out", help="Output Parquet file, or - for TSV on stdout (default: TSV on stdout).", show_default=False),
-    fasta: Path = typer.Option(None, "--fasta", help="Reference FASTA (default: $JANUS_FASTA, else fasta = in ~/.config/janus/config.toml).", show_default=False),
-    model: str = typer.Option(None, "--model", help="Model directory or shipped model name (default: the shipped default model).", show_default=False),
+    out: str = OUT,
+    fasta: Path = FASTA,
+    model: str = MODEL,
     window: int = typer.Option(None, "--window", help="Embed a window of this many bp centred on each region (default: the region itself).", show_default=False),
-    edge: str = typer.Option("pad", "--edge", help="Windows past a contig end: pad (with N), shift (inside the contig) or skip (default: pad).", show_default=False),
-    max_n_frac: float = typer.Option(0.1, "--max-n-frac", help="Skip records whose sequence has a larger fraction of N (default: 0.1).", show_default=False),
+    edge: str = EDGE,
+    max_n_frac: float = MAX_N_FRAC,
     tile_overlap: int = typer.Option(None, "--tile-overlap", help="Overlap in bp of the tiles of sequences longer than the model (default: a quarter of its max_seq_len).", show_default=False),
     pooling: str = typer.Option("mean", "--pooling", help="Pool positions by mean, max or center (default: mean).", show_default=False),
     per_position: bool = typer.Option(False, "--per-position", help="Keep one vector per base instead of pooling (for short regions).", show_default=False),
-    rc: str = typer.Option("avg", "--rc", help="avg: average both strands; none: given strand only; both: embedding and embedding_rc (default: avg).", show_default=False),
-    chrom_alias: Path = typer.Option(None, "--chrom-alias", help="TSV of input chromosome name, reference contig name (default: none).", show_default=False),
-    batch_size: int = typer.Option(16, "--batch-size", help="Windows per forward pass (default: 16).", show_default=False),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (default: auto).", show_default=False),
-    dtype: str = typer.Option("float32", "--dtype", help="float32 or bfloat16 (autocast) (default: float32).", show_default=False),
-    threads: int = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice).", show_default=False),
+    rc: str = RC,
+    chrom_alias: Path = CHROM_ALIAS,
+    batch_size: int = BATCH_SIZE,
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    threads: int = THREADS,
+    shard: str = SHARD,
+    resume: bool = RESUME,
+    quiet: bool = QUIET,
 ):
     """Embed genomic regions: one pooled JanusDNA hidden-state vector per region."""
-    import sys
-
     from .embed import EmbedOptions, embed as run_embed
 
     opts = EmbedOptions(
         bed=regions_bed, regions=regions, out=out, fasta=fasta, model=model, window=window, edge=edge,
         max_n_frac=max_n_frac, tile_overlap=tile_overlap, pooling=pooling, per_position=per_position, rc=rc,
         chrom_alias=chrom_alias, batch_size=batch_size, device=device, dtype=dtype, threads=threads,
+        shard=shard, resume=resume, quiet=quiet,
     )
     with reported_errors():
-        run_embed(opts, argv=["janus", *sys.argv[1:]])
+        run_embed(opts, argv=_argv())

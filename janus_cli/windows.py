@@ -3,8 +3,10 @@ columns chrom, start, end (bioframe style), plus the per-window sequence checks.
 
 A record's window is the region itself, or with `window` bp a fixed-length window centred on it.
 Near a contig end the window is padded with N (`pad`), moved inside the contig (`shift`), or the
-record is skipped (`skip`). A window longer than the model's length is cut into overlapping tiles
-whose per-position outputs are averaged where they overlap.
+record is skipped (`skip`). A window longer than the model's length is cut into overlapping tiles;
+each position takes its output from the tile in which it lies farthest from an edge (so it has
+context on both sides, which a bidirectional model needs), which makes tiles independent of each
+other and lets long regions stream.
 """
 
 from __future__ import annotations
@@ -76,3 +78,14 @@ def tile_spans(length: int, tile_length: int, overlap: int) -> list[tuple[int, i
         raise ValueError(f"tile overlap {overlap} must be smaller than the tile length {tile_length}")
     starts = list(range(0, length - tile_length, stride)) + [length - tile_length]
     return [(s, s + tile_length) for s in starts]
+
+
+def owned_spans(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """For overlapping tiles (from tile_spans), the [start, end) each tile provides outputs for:
+    overlaps are split at their middle, so every position comes from the tile where it is
+    farthest from an edge, and the owned spans partition the whole range."""
+    cuts = [spans[0][0]]
+    for (_, left_end), (right_start, _) in zip(spans, spans[1:]):
+        cuts.append((right_start + left_end) // 2)
+    cuts.append(spans[-1][1])
+    return list(zip(cuts[:-1], cuts[1:]))

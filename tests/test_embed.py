@@ -172,25 +172,35 @@ def test_alias_file_maps_other_names(tmp_path, model_dir):
     assert table.column("skip_reason").to_pylist() == [None] and "note" not in result.stderr
 
 
-def test_an_exception_mid_stream_leaves_no_output(tmp_path, model_dir, monkeypatch):
+def test_an_interrupted_run_leaves_no_output_and_resume_finishes_it(tmp_path, model_dir, monkeypatch):
     monkeypatch.setattr(embed_module, "RECORDS_PER_CHUNK", 2)
     real_run = embed_module.WindowRunner.run
     calls = []
 
-    def fail_on_second_chunk(self, windows_ids):
+    def interrupt_on_second_chunk(self, windows_ids):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
         return real_run(self, windows_ids)
 
-    monkeypatch.setattr(embed_module.WindowRunner, "run", fail_on_second_chunk)
     bed = tmp_path / "r.bed"
     bed.write_text("".join(f"20\t{s}\t{s + 50}\n" for s in range(0, 500, 100)))
     out = tmp_path / "emb.parquet"
     opts = embed_module.EmbedOptions(bed=bed, out=str(out), fasta=FASTA, model=str(model_dir), threads=1)
-    with pytest.raises(KeyboardInterrupt):
-        embed_module.embed(opts, argv=["janus", "embed"])
-    assert len(calls) == 2 and sorted(p.name for p in tmp_path.iterdir()) == ["r.bed"]
+    with monkeypatch.context() as patch:
+        patch.setattr(embed_module.WindowRunner, "run", interrupt_on_second_chunk)
+        with pytest.raises(KeyboardInterrupt):
+            embed_module.embed(opts, argv=["janus", "embed"])
+    assert len(calls) == 2 and not out.exists()
+    assert [p.name for p in (tmp_path / ".emb.parquet.partial").glob("chunk-*")] == ["chunk-000000000.parquet"]
+
+    opts.resume = True
+    assert embed_module.embed(opts, argv=["janus", "embed"])[None] == 5
+    resumed = pq.read_table(out)
+    opts.resume, opts.out = False, str(tmp_path / "uninterrupted.parquet")
+    embed_module.embed(opts, argv=["janus", "embed"])
+    assert resumed.equals(pq.read_table(opts.out))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.parquet", "r.bed", "uninterrupted.parquet"]
 
 
 @pytest.mark.parametrize("content, message", [
@@ -257,10 +267,7 @@ def test_tsv_on_stdout_matches_parquet(tmp_path, model_dir):
     assert rows[0].endswith("\t.") and "janus: embed: 2 records" in result.stderr
 
 
-def test_without_a_model_or_reference_it_is_a_usage_error(tmp_path, model_dir, monkeypatch):
-    monkeypatch.delattr(janusdna, "DEFAULT_MODEL", raising=False)
-    result = janus("embed", "-r", "20:1001-1100", "--fasta", FASTA)
-    assert result.exit_code == 2 and "--model" in result.stderr
+def test_without_a_reference_it_is_a_usage_error(tmp_path, model_dir, monkeypatch):
     monkeypatch.delenv("JANUS_FASTA", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     result = janus("embed", "-r", "20:1001-1100", "--model", model_dir)
