@@ -31,7 +31,7 @@ from .inference import DTYPES, InferenceOptions, WindowRunner, check_inference_o
 from .reference_config import resolve_fasta
 from .regions import RECORD_COLUMNS, count_region_records, record_sequences, region_chunks, stitch_tiles
 from .runtime import log, resolve_device, set_threads
-from .streaming import Chunk, write_chunks
+from .streaming import Chunk, format_skips, write_chunks
 
 POOLINGS = ("mean", "max", "center")
 RECORDS_PER_CHUNK = 256
@@ -81,7 +81,7 @@ def embed(opts: EmbedOptions, argv: list[str]) -> Counter:
                   for records in region_chunks(opts.bed, opts.regions, reference.lengths, matcher, RECORDS_PER_CHUNK))
         counts = write_chunks(chunks, lambda records: embed_chunk(records, run), schema, metadata,
                               opts.stream_options(), count_region_records(opts.bed, opts.regions))
-    log(summary("embed", "embedded", counts))
+    log(f"janus: embed: {sum(counts.values())} records, {counts.get(None, 0)} embedded, skipped: {format_skips(counts)}")
     return counts
 
 
@@ -142,10 +142,3 @@ def pool(states: torch.Tensor, opts: EmbedOptions):
     else:
         pooled = states[len(states) // 2]
     return pooled.numpy().astype(np.float32).tolist()
-
-
-def summary(command: str, done: str, counts: Counter, reasons=windows.SKIP_REASONS) -> str:
-    """The last stderr line: records, how many were used, and the skips by reason."""
-    total = sum(counts.values())
-    skipped = ", ".join(f"{reason} {counts.get(reason, 0)}" for reason in reasons)
-    return f"janus: {command}: {total} records, {counts.get(None, 0)} {done}, skipped: {skipped}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 
 import typer
@@ -33,3 +34,8 @@ def reported_errors():
     except (DataError, CheckpointError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         print(f"janus: error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_DATA_ERROR) from None
+    except BrokenPipeError:
+        # the reader of stdout has gone (janus ... | head): stop quietly; later writes (the
+        # interpreter's final flush) go nowhere instead of raising again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(EXIT_OK) from None

@@ -14,7 +14,7 @@ from .errors import DataError
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _is_plain_gzip(path: Path) -> bool:
+def is_plain_gzip(path: Path) -> bool:
     """gzip but not BGZF: BGZF blocks carry the 'BC' extra subfield, plain gzip does not."""
     with open(path, "rb") as fh:
         head = fh.read(18)
@@ -28,7 +28,7 @@ class Reference:
         self.path = Path(path)
         if not self.path.is_file():
             raise DataError(f"{self.path}: reference FASTA not found")
-        if _is_plain_gzip(self.path):
+        if is_plain_gzip(self.path):
             raise DataError(
                 f"{self.path}: gzip-compressed but not bgzip, so it cannot be indexed; "
                 f"recompress it: zcat {self.path} | bgzip > {self.path.with_suffix('.bgz')}"

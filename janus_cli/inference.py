@@ -55,6 +55,19 @@ BASE_LOG_PROBS = OutputKind(
 )
 
 
+# hidden states [.., d] followed by the base log-probabilities [.., 4] (A, C, G, T)
+HIDDEN_AND_LOG_PROBS = OutputKind(
+    "hidden_and_log_probs",
+    compute=lambda model, ids: _hidden_and_log_probs(model, ids),
+    to_forward_strand=lambda out: torch.cat([out[..., :-4].flip(1), out[..., -4:].flip(1).flip(-1)], -1),
+)
+
+
+def _hidden_and_log_probs(model: JanusDNA, ids: torch.Tensor) -> torch.Tensor:
+    hidden = model.hidden_states(ids)
+    return torch.cat([hidden.float(), model.base_log_probs_from_hidden(hidden)], -1)
+
+
 @dataclass
 class StrandOutputs:
     """One window's output [L, ...] on the forward strand, and from the reverse-complement pass

@@ -263,3 +263,113 @@ def embed(
     )
     with reported_errors():
         run_embed(opts, argv=_argv())
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  janus likelihood -r chr21:22,000,001-22,002,000 --fasta hg38.fa -o ll.parquet\n\n"
+        "  janus likelihood promoters.bed --mutagenesis -o ism.parquet\n\n"
+        "  janus likelihood -r chr21:22,000,001-22,100,000 --track entropy -o entropy.bedgraph"
+    ),
+)
+def likelihood(
+    regions_bed: Path = typer.Argument(None, help="BED3-BED6+ regions, plain or gzipped; - reads stdin."),
+    regions: list[str] = typer.Option([], "-r", "--region", help="A region chr:beg-end, 1-based inclusive (repeatable).", show_default=False),
+    out: str = typer.Option(None, "-o", "--out", show_default=False,
+                            help="Output file: .parquet (default), .tsv, .bedgraph (one --track), or - for TSV on stdout (default: TSV on stdout)."),
+    fasta: Path = FASTA,
+    model: str = MODEL,
+    window: int = typer.Option(None, "--window", help="Score a window of this many bp centred on each region (default: the region itself).", show_default=False),
+    edge: str = EDGE,
+    max_n_frac: float = MAX_N_FRAC,
+    tile_overlap: int = typer.Option(None, "--tile-overlap", help="Overlap in bp of the tiles of regions longer than the model (default: a quarter of its max_seq_len).", show_default=False),
+    mutagenesis: bool = typer.Option(False, "--mutagenesis", help="Add llr_A..llr_T: log P(alt) - log P(ref) for every base at every position (default: off).", show_default=False),
+    track: str = typer.Option("logp_ref", "--track", help="The column a .bedgraph output holds, e.g. logp_ref, entropy, llr_A (default: logp_ref).", show_default=False),
+    rc: str = RC,
+    chrom_alias: Path = CHROM_ALIAS,
+    batch_size: int = BATCH_SIZE,
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    threads: int = THREADS,
+    shard: str = SHARD,
+    resume: bool = RESUME,
+    quiet: bool = QUIET,
+):
+    """Per-base log-probabilities of A, C, G, T and entropy at every position (and optionally a saturation mutagenesis map)."""
+    from .likelihood import LikelihoodOptions, likelihood as run_likelihood
+
+    opts = LikelihoodOptions(
+        bed=regions_bed, regions=regions, out=out, fasta=fasta, model=model, window=window, edge=edge,
+        max_n_frac=max_n_frac, tile_overlap=tile_overlap, mutagenesis=mutagenesis, track=track, rc=rc,
+        chrom_alias=chrom_alias, batch_size=batch_size, device=device, dtype=dtype, threads=threads,
+        shard=shard, resume=resume, quiet=quiet,
+    )
+    with reported_errors():
+        run_likelihood(opts, argv=_argv())
+
+
+@app.command(
+    "score-variants",
+    epilog=(
+        "Examples:\n\n"
+        "  janus score-variants eqtl.vcf | head\n\n"
+        "  janus score-variants calls.vcf.gz --fasta hg38.fa --scores llr,delta_pll -o scores.parquet\n\n"
+        "  bcftools view -r chr21 calls.bcf | janus score-variants - --window 512 -o chr21.scores.vcf.gz\n\n"
+        "  janus score-variants calls.vcf.gz --model promoters/ -o promoter_effects.parquet   (finetuned head)"
+    ),
+)
+def score_variants(
+    vcf: str = typer.Argument(..., help="Variants: VCF (plain or bgzipped) or BCF; - reads stdin."),
+    out: str = typer.Option(None, "-o", "--out", show_default=False,
+                            help="Output file: .parquet (default), .tsv, .vcf.gz (bgzipped, tabix-indexed, scores as INFO), or - for TSV on stdout (default: TSV on stdout)."),
+    fasta: Path = FASTA,
+    model: str = typer.Option(None, "--model", show_default=False,
+                              help="Model directory or shipped model name; a janus finetune directory adds its head's probabilities (default: the shipped default model)."),
+    window: int = typer.Option(None, "--window", show_default=False,
+                               help="Length in bp of the reference and alternative windows around each variant (default: 256, at most the model's max_seq_len)."),
+    scores: str = typer.Option(",".join(("llr", "ref_logp", "alt_logp", "delta_pll", "emb_cosine", "emb_l2")), "--scores", show_default=False,
+                               help="Comma-separated scores among llr, ref_logp, alt_logp, delta_pll, emb_cosine, emb_l2 (default: all)."),
+    check_ref: str = typer.Option("skip", "--check-ref", show_default=False,
+                                  help="When REF differs from the reference: skip the variant (skip_reason ref_mismatch), warn and score it, or error (default: skip)."),
+    edge: str = EDGE,
+    max_n_frac: float = MAX_N_FRAC,
+    rc: str = RC,
+    chrom_alias: Path = CHROM_ALIAS,
+    batch_size: int = BATCH_SIZE,
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    threads: int = THREADS,
+    shard: str = SHARD,
+    resume: bool = RESUME,
+    quiet: bool = QUIET,
+):
+    """Score VCF variants: llr, ref/alt log-probabilities, delta pseudo-log-likelihood and embedding shifts."""
+    from .score_variants import ScoreOptions, score_variants as run_score_variants
+
+    opts = ScoreOptions(
+        vcf=vcf, out=out, fasta=fasta, model=model, window=window, scores=[s.strip() for s in scores.split(",") if s.strip()],
+        check_ref=check_ref, edge=edge, max_n_frac=max_n_frac, rc=rc, chrom_alias=chrom_alias, batch_size=batch_size,
+        device=device, dtype=dtype, threads=threads, shard=shard, resume=resume, quiet=quiet,
+    )
+    with reported_errors():
+        run_score_variants(opts, argv=_argv())
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  janus merge scores.shard-*.parquet -o scores.parquet\n\n"
+        "  for i in 1 2 3 4; do janus embed regions.bed --shard $i/4 -o emb.$i.parquet; done; janus merge emb.?.parquet -o emb.parquet"
+    ),
+)
+def merge(
+    shards: list[Path] = typer.Argument(..., help="The Parquet outputs of one run's --shard I/N runs, in any order."),
+    out: str = typer.Option(None, "-o", "--out", show_default=False,
+                            help="Output file: .parquet (default) or .tsv, or - for TSV on stdout (default: TSV on stdout)."),
+):
+    """Gather shard outputs into one file in input order, checking they come from one run."""
+    from .merge import merge as run_merge
+
+    with reported_errors():
+        run_merge(shards, out)

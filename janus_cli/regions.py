@@ -102,18 +102,18 @@ def record_sequences(chunk: pd.DataFrame, reference: Reference, matcher: ChromMa
         if windows.n_fraction(text) > opts.max_n_frac:
             skip_reasons[i] = windows.SKIP_N_FRACTION
             continue
-        ids = encode_fetched(text, reference, row)
+        ids = encode_reference_text(text, f"{reference.path}: {row.contig}:{row.start + 1}-{row.end} (record {row.name!r})")
         sequences[i] = reverse_complement(ids) if row.strand == "-" else ids
     return sequences, skip_reasons
 
 
-def encode_fetched(text: str, reference: Reference, row) -> torch.Tensor:
-    """Token ids of reference text (IUPAC codes become N); an error names the region otherwise."""
+def encode_reference_text(text: str, where: str) -> torch.Tensor:
+    """Token ids of reference text (IUPAC codes become N); other characters are a DataError
+    naming `where`."""
     try:
         return janusdna.encode(text)
     except ValueError as exc:
-        raise DataError(f"{reference.path}: {row.contig}:{row.start + 1}-{row.end} "
-                        f"(record {row.name!r}): {exc}") from None
+        raise DataError(f"{where}: {exc}") from None
 
 
 def stitch_tiles(tiles: list[tuple[tuple[int, int], StrandOutputs]], length: int):

@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from .errors import DataError, UsageError
 from .runtime import log
+from .windows import SKIP_REASONS
 
 STDOUT = "-"
 TSV_MISSING = "."
@@ -134,6 +135,11 @@ def write_chunks(chunks: Iterable[Chunk], compute: Callable[[object], pa.Table],
                 store.remove()
             barrier()
     return counts
+
+
+def format_skips(counts: Counter, reasons=SKIP_REASONS) -> str:
+    """'chrom_missing 0, edge 1, ...': the skip counts of a run summary, every reason listed."""
+    return ", ".join(f"{reason} {counts.get(reason, 0)}" for reason in reasons)
 
 
 def _shard_text(shard: Shard) -> str:
@@ -281,7 +287,7 @@ def write_parquet(path: Path, tables: Iterable[pa.Table], schema: pa.Schema, met
             for table in tables:
                 writer.write_table(table.cast(schema))
 
-    _write_output(path, write)
+    write_output_file(path, write)
 
 
 def write_tsv_file(path: Path, tables: Iterable[pa.Table], schema: pa.Schema, metadata: dict):
@@ -289,10 +295,11 @@ def write_tsv_file(path: Path, tables: Iterable[pa.Table], schema: pa.Schema, me
         with open(temp, "w") as stream:
             write_tsv(stream, tables, schema)
 
-    _write_output(path, write)
+    write_output_file(path, write)
 
 
-def _write_output(path: Path, write: Callable[[Path], None]):
+def write_output_file(path: Path, write: Callable[[Path], None]):
+    """write(temp) then rename to path; an OSError becomes a DataError naming path."""
     try:
         _write_atomically(path, write)
     except OSError as exc:

@@ -27,10 +27,8 @@ CONTIG_LENGTH = 200_000
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(1)
-    config = janusdna.JanusDNAConfig(d_model=16, n_layers=2, fusion_attn_dim=32, n_experts=4, max_seq_len=256)
-    return janusdna.save(janusdna.JanusDNA(config), tmp_path_factory.mktemp("model") / "tiny")
+def model_dir(tiny_model_dir):
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="module")

@@ -405,7 +405,11 @@ class JanusDNA(nn.Module):
 
     def base_log_probs(self, input_ids):
         """log P(A, C, G, T) at every position [B, L, 4], renormalised over the four bases."""
-        return torch.log_softmax(self(input_ids)[..., list(BASE_IDS)], dim=-1)
+        return self.base_log_probs_from_hidden(self.hidden_states(input_ids))
+
+    def base_log_probs_from_hidden(self, h):
+        """base_log_probs from hidden states [B, L, d] already computed."""
+        return torch.log_softmax(self.lm_head(h).float()[..., list(BASE_IDS)], dim=-1)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

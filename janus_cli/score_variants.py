@@ -1,0 +1,337 @@
+"""`janus score-variants`: effect scores of VCF variants from JanusDNA's per-base predictions.
+
+Every ALT allele (multi-allelic records split, see variants.py) gets a reference window and an
+alternative window of the same length (--window bp), both anchored on the variant: the same
+left flank (window // 2 bases before POS), then REF or ALT, then the reference after REF up to
+the window length. Beyond a contig end the flank is N (--edge pad), the window moves inside the
+contig (shift), or the variant is skipped (skip).
+
+Scores (natural log; --scores picks some):
+- llr: log P(ALT) - log P(REF) at the variant from the reference window, summed over the bases of
+  equal-length substitutions (SNVs, MNVs); null for indels.
+- ref_logp, alt_logp: the two terms of llr.
+- delta_pll: the summed per-base log-likelihood of the alternative window minus that of the
+  reference window (positions with N left out), for SNVs and indels alike.
+- emb_cosine, emb_l2: cosine similarity and Euclidean distance between the mean-pooled hidden
+  states of the two windows.
+- With a model from `janus finetune`: its head's class probabilities for both windows,
+  prob_<label>_ref, prob_<label>_alt and prob_<label>_diff = alt - ref (prediction_ref/_alt/_diff
+  for a regression head).
+With --rc avg both strands are combined (hidden states averaged, base probabilities averaged);
+--rc both also writes every score per strand (<score>_fwd, <score>_rev).
+
+Output: chrom, pos (1-based, as in the VCF), id, ref, alt, alt_index, the scores, skip_reason
+(chrom_missing, edge, n_fraction, ref_mismatch, symbolic_allele, star_allele, no_alt,
+invalid_allele). Parquet, TSV, or (-o x.vcf.gz) a sites-only bgzipped VCF with the scores as INFO
+fields, tabix-indexed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from . import windows
+from .chroms import ChromMatcher, read_alias_table
+from .errors import DataError, UsageError
+from .fasta import Reference
+from .inference import (DTYPES, HIDDEN_AND_LOG_PROBS, InferenceOptions, StrandOutputs, WindowRunner,
+                        average_log_probs, check_inference_options, provenance)
+from .likelihood import fetch_window
+from .reference_config import resolve_fasta
+from .regions import encode_reference_text
+from .runtime import log, resolve_device, set_threads
+from .streaming import Chunk, format_skips, write_chunks
+from .variants import VARIANT_SKIP_REASONS, Variant, count_variants, read_variants, write_scores_vcf
+
+SCORES = ("llr", "ref_logp", "alt_logp", "delta_pll", "emb_cosine", "emb_l2")
+SCORE_DESCRIPTIONS = {
+    "llr": "log P(ALT) - log P(REF) at the variant, reference window (substitutions)",
+    "ref_logp": "log P(REF) at the variant, reference window (substitutions)",
+    "alt_logp": "log P(ALT) at the variant, reference window (substitutions)",
+    "delta_pll": "summed per-base log-likelihood of the ALT window minus the REF window",
+    "emb_cosine": "cosine similarity of mean-pooled REF and ALT window embeddings",
+    "emb_l2": "Euclidean distance between mean-pooled REF and ALT window embeddings",
+}
+NEEDS_ALT_WINDOW = {"delta_pll", "emb_cosine", "emb_l2"}
+CHECK_REF_MODES = ("skip", "warn", "error")
+SKIP_REF_MISMATCH = "ref_mismatch"
+SKIP_REASONS = (windows.SKIP_CHROM_MISSING, windows.SKIP_EDGE, windows.SKIP_N_FRACTION, SKIP_REF_MISMATCH,
+                *VARIANT_SKIP_REASONS)
+VARIANTS_PER_CHUNK = 512
+DEFAULT_WINDOW = 256
+VCF_SUFFIXES = (".vcf.gz", ".vcf.bgz")
+RECORD_COLUMNS = ("chrom", "pos", "id", "ref", "alt", "alt_index")
+MAX_WARNINGS = 10
+
+
+@dataclass
+class ScoreOptions(InferenceOptions):
+    vcf: str | Path | None = None
+    scores: list[str] = field(default_factory=lambda: list(SCORES))
+    check_ref: str = "skip"
+
+
+@dataclass
+class FinetunedHead:
+    """A classification or regression head from `janus finetune`, applied to pooled windows."""
+
+    head: torch.nn.Linear
+    task: object  # finetune.Task
+
+    def columns(self) -> list[str]:
+        names = ["prediction"] if self.task.regression else [f"prob_{label}" for label in self.task.labels]
+        return [f"{name}_{which}" for name in names for which in ("ref", "alt", "diff")]
+
+    def outputs(self, pooled: torch.Tensor) -> np.ndarray:
+        """[N, d] pooled hidden states -> [N, outputs] probabilities (or predicted values)."""
+        with torch.inference_mode():
+            raw = self.head(pooled).float().numpy()
+        if self.task.regression:
+            return self.task.unstandardise(raw)
+        exp = np.exp(raw - raw.max(1, keepdims=True))
+        return exp / exp.sum(1, keepdims=True)
+
+
+@dataclass
+class ScoreRun:
+    opts: ScoreOptions
+    reference: Reference
+    matcher: ChromMatcher
+    runner: WindowRunner
+    window: int
+    head: FinetunedHead | None
+    schema: pa.Schema
+    warnings: Counter = field(default_factory=Counter)
+
+
+def score_variants(opts: ScoreOptions, argv: list[str]) -> Counter:
+    """Write the variant scores; returns the number of ALT alleles per skip_reason (None = scored)."""
+    if opts.vcf is None:
+        raise UsageError("give a VCF or BCF file of variants (- for stdin)")
+    check_inference_options(opts, {"--check-ref": (opts.check_ref, CHECK_REF_MODES)})
+    unknown = [s for s in opts.scores if s not in SCORES]
+    if unknown or not opts.scores:
+        raise UsageError(f"--scores {','.join(opts.scores)!r}: choose among {', '.join(SCORES)}")
+    set_threads(opts.threads)
+    device = resolve_device(opts.device)
+    model_ref, model, head = load_scoring_model(opts.model)
+    window = opts.window or min(DEFAULT_WINDOW, model.config.max_seq_len)
+    if window > model.config.max_seq_len:
+        raise UsageError(f"--window {window}: longer than the model's max_seq_len {model.config.max_seq_len}")
+    runner = WindowRunner(model, device, rc=opts.rc, batch_size=opts.batch_size, dtype=DTYPES[opts.dtype],
+                          output=HIDDEN_AND_LOG_PROBS)
+    aliases = read_alias_table(opts.chrom_alias) if opts.chrom_alias else {}
+    scores = [s for s in SCORES if s in opts.scores]
+    schema = output_schema(scores, head, opts.rc == "both")
+
+    with Reference(resolve_fasta(opts.fasta)) as reference:
+        matcher = ChromMatcher(reference.lengths, aliases)
+        metadata = provenance(opts, model_ref, model, reference.path, argv, window=window, scores=",".join(scores),
+                              check_ref=opts.check_ref)
+        run = ScoreRun(opts, reference, matcher, runner, window, head, schema)
+        chunks = (Chunk(group, len(group), len(group) * window)
+                  for group in checked_chunks(read_variants(opts.vcf), matcher, opts.vcf))
+        info_fields = {name: SCORE_DESCRIPTIONS.get(name.rsplit("_", 1)[0] if name.endswith(("_fwd", "_rev")) else name,
+                                                    "janus finetuned head output") for name in schema.names
+                       if pa.types.is_floating(schema.field(name).type)}
+        vcf_sink = _vcf_sink(reference.lengths, info_fields)
+        counts = write_chunks(chunks, lambda group: score_chunk(group, run), schema, metadata,
+                              opts.stream_options(), count_variants(opts.vcf),
+                              sinks={suffix: vcf_sink for suffix in VCF_SUFFIXES})
+    if run.warnings[SKIP_REF_MISMATCH] > MAX_WARNINGS:
+        log(f"janus: warning: {run.warnings[SKIP_REF_MISMATCH]} REF mismatches in all (first {MAX_WARNINGS} shown)")
+    log(f"janus: score-variants: {sum(counts.values())} alleles, {counts.get(None, 0)} scored, "
+        f"skipped: {format_skips(counts, SKIP_REASONS)}")
+    return counts
+
+
+def load_scoring_model(model_ref: str | None):
+    """(model reference, backbone, FinetunedHead or None): a `janus finetune` directory brings
+    its head along."""
+    import janusdna
+
+    from .finetune import Task, load_finetuned
+
+    model_ref = str(model_ref or janusdna.DEFAULT_MODEL)
+    if (Path(model_ref) / "head.json").is_file():
+        backbone, head, meta = load_finetuned(model_ref)
+        return model_ref, backbone, FinetunedHead(head, Task.from_meta(meta))
+    return model_ref, janusdna.load(model_ref), None
+
+
+def output_schema(scores: list[str], head: FinetunedHead | None, both_strands: bool) -> pa.Schema:
+    fields = [pa.field("chrom", pa.string()), pa.field("pos", pa.int64()), pa.field("id", pa.string()),
+              pa.field("ref", pa.string()), pa.field("alt", pa.string()), pa.field("alt_index", pa.int64())]
+    names = list(scores) + (head.columns() if head else [])
+    if both_strands:
+        names += [f"{name}_{strand}" for strand in ("fwd", "rev") for name in names]
+    fields += [pa.field(name, pa.float32()) for name in names]
+    return pa.schema(fields + [pa.field("skip_reason", pa.string())])
+
+
+def checked_chunks(variants: Iterable[Variant], matcher: ChromMatcher, source) -> Iterator[list[Variant]]:
+    """Variants in chunks; DataError at the end when none of their chromosomes is in the
+    reference (a wrong reference or alias table, which skipping everything would hide)."""
+    variants = iter(variants)
+    any_matched, first = False, None
+    while group := list(islice(variants, VARIANTS_PER_CHUNK)):
+        first = first or group[0]
+        any_matched = any_matched or any(matcher(v.chrom) is not None for v in group)
+        yield group
+    if first is not None and not any_matched:
+        raise DataError(f"{source}: record 1: chromosome {first.chrom!r} is not in the reference, and no other "
+                        "record's chromosome is either; check the reference or give --chrom-alias")
+
+
+@dataclass
+class Windows:
+    """A variant's two windows and where the variant sits in them."""
+
+    ref_text: str
+    alt_text: str
+    offset: int  # the variant's first base in both windows
+
+
+def variant_windows(variant: Variant, contig: str, reference: Reference, window: int, edge: str) -> Windows | str:
+    """The reference and alternative windows, or the skip_reason (edge) when they do not fit."""
+    start0 = variant.pos - 1
+    contig_length = reference.lengths[contig]
+    left = start0 - window // 2
+    if edge == "shift":
+        left = min(max(left, 0), max(contig_length - window, 0))
+    elif edge == "skip" and (left < 0 or left + window > contig_length):
+        return windows.SKIP_EDGE
+    if start0 + len(variant.ref) > contig_length:
+        return windows.SKIP_EDGE
+    flank = fetch_window(reference, contig, left, start0)
+    after = start0 + len(variant.ref)
+    right_needed = window - len(flank) - min(len(variant.ref), len(variant.alt))
+    right = fetch_window(reference, contig, after, after + max(right_needed, 0))
+    return Windows((flank + variant.ref + right)[:window], (flank + variant.alt + right)[:window], len(flank))
+
+
+def score_chunk(group: list[Variant], run: ScoreRun) -> pa.Table:
+    """The output rows of one chunk of variants."""
+    opts = run.opts
+    skip_reasons: list[str | None] = []
+    placed: dict[int, Windows] = {}
+    for i, variant in enumerate(group):
+        reason = variant.skip_reason or _placement(variant, i, run, placed)
+        skip_reasons.append(reason)
+
+    need_alt = bool(NEEDS_ALT_WINDOW & set(opts.scores)) or run.head is not None
+    order = sorted(placed)
+    texts = [placed[i].ref_text for i in order] + ([placed[i].alt_text for i in order] if need_alt else [])
+    where = f"{run.reference.path}: windows of the variants in {opts.vcf}"
+    outputs = run.runner.run([encode_reference_text(text, where) for text in texts])
+    ref_outputs = dict(zip(order, outputs[:len(order)]))
+    alt_outputs = dict(zip(order, outputs[len(order):])) if need_alt else {}
+
+    strands = [("", _averaged)]
+    if opts.rc == "both":
+        strands += [("_fwd", lambda o: o.forward), ("_rev", lambda o: o.reverse)]
+    columns = {name: [None] * len(group) for name in run.schema.names}
+    for name in RECORD_COLUMNS:
+        columns[name] = [getattr(group[i], name) for i in range(len(group))]
+    columns["skip_reason"] = skip_reasons
+    for i in order:
+        for suffix, pick in strands:
+            ref_out = pick(ref_outputs[i])
+            alt_out = pick(alt_outputs[i]) if need_alt else None
+            for name, value in variant_scores(group[i], placed[i], ref_out, alt_out, opts.scores, run.head).items():
+                columns[name + suffix][i] = value
+    return pa.table({name: pa.array(columns[name], run.schema.field(name).type) for name in run.schema.names})
+
+
+def _placement(variant: Variant, i: int, run: ScoreRun, placed: dict[int, Windows]) -> str | None:
+    """Check the variant against the reference and place its windows (into placed[i]); returns
+    the skip_reason, or None."""
+    contig = run.matcher(variant.chrom)
+    if contig is None:
+        return windows.SKIP_CHROM_MISSING
+    found = variant_windows(variant, contig, run.reference, run.window, run.opts.edge)
+    if isinstance(found, str):
+        return found
+    actual = run.reference.fetch(contig, variant.pos - 1, variant.pos - 1 + len(variant.ref))
+    if actual != variant.ref:
+        if run.opts.check_ref == "error":
+            raise DataError(
+                f"{run.opts.vcf}: record {variant.record_number} ({variant.chrom}:{variant.pos}): REF {variant.ref} "
+                f"does not match the reference {run.reference.path} ({actual}); check that both are the same "
+                "assembly, or use --check-ref skip or warn")
+        if run.opts.check_ref == "skip":
+            return SKIP_REF_MISMATCH
+        _warn_ref(variant, actual, run)
+    if windows.n_fraction(found.ref_text) > run.opts.max_n_frac:
+        return windows.SKIP_N_FRACTION
+    placed[i] = found
+    return None
+
+
+def _warn_ref(variant: Variant, actual: str, run: ScoreRun):
+    """Log a REF mismatch (the first few); scoring goes on with the VCF's REF."""
+    run.warnings[SKIP_REF_MISMATCH] += 1
+    if run.warnings[SKIP_REF_MISMATCH] <= MAX_WARNINGS:
+        log(f"janus: warning: {run.opts.vcf}: record {variant.record_number} ({variant.chrom}:{variant.pos}): "
+            f"REF {variant.ref} but the reference has {actual}; scored with the VCF's REF")
+
+
+def _averaged(outputs: StrandOutputs) -> torch.Tensor:
+    """Both strands combined: hidden states averaged, base log-probabilities as the log of the
+    mean probability."""
+    if outputs.reverse is None:
+        return outputs.forward
+    hidden = (outputs.forward[:, :-4] + outputs.reverse[:, :-4]) / 2
+    logp = average_log_probs(StrandOutputs(outputs.forward[:, -4:], outputs.reverse[:, -4:]))
+    return torch.cat([hidden, logp], -1)
+
+
+BASE_INDEX = {base: i for i, base in enumerate("ACGT")}
+
+
+def variant_scores(variant: Variant, placed: Windows, ref_out: torch.Tensor, alt_out: torch.Tensor | None,
+                   wanted: list[str], head: FinetunedHead | None) -> dict[str, float | None]:
+    """Scores of one variant from the [L, d + 4] outputs (hidden states, then base log-probs) of
+    its reference and alternative windows."""
+    scores = {}
+    ref_logp, alt_logp = ref_out[:, -4:], None if alt_out is None else alt_out[:, -4:]
+    if len(variant.ref) == len(variant.alt) and "N" not in variant.ref + variant.alt:
+        positions = range(placed.offset, min(placed.offset + len(variant.ref), len(placed.ref_text)))
+        ref_sum = sum(float(ref_logp[p, BASE_INDEX[placed.ref_text[p]]]) for p in positions)
+        alt_sum = sum(float(ref_logp[p, BASE_INDEX[placed.alt_text[p]]]) for p in positions)
+        scores.update(llr=alt_sum - ref_sum, ref_logp=ref_sum, alt_logp=alt_sum)
+    if alt_out is not None:
+        scores["delta_pll"] = sequence_log_likelihood(alt_logp, placed.alt_text) - \
+            sequence_log_likelihood(ref_logp, placed.ref_text)
+        ref_pooled, alt_pooled = ref_out[:, :-4].mean(0), alt_out[:, :-4].mean(0)
+        scores["emb_cosine"] = float(torch.nn.functional.cosine_similarity(ref_pooled, alt_pooled, dim=0))
+        scores["emb_l2"] = float((ref_pooled - alt_pooled).norm())
+        if head is not None:
+            ref_values, alt_values = head.outputs(torch.stack([ref_pooled, alt_pooled]))
+            for j, name in enumerate(head.columns()[::3]):
+                base = name[:-len("_ref")]
+                scores[f"{base}_ref"], scores[f"{base}_alt"] = float(ref_values[j]), float(alt_values[j])
+                scores[f"{base}_diff"] = float(alt_values[j] - ref_values[j])
+    return {name: value for name, value in scores.items() if name in wanted or name.startswith(("prob_", "prediction_"))}
+
+
+def sequence_log_likelihood(logp: torch.Tensor, text: str) -> float:
+    """Sum over positions of log P(observed base), N positions left out."""
+    index = torch.tensor([BASE_INDEX.get(base, -1) for base in text])
+    known = index >= 0
+    return float(logp[known.nonzero()[:, 0], index[known]].sum())
+
+
+def _vcf_sink(contig_lengths: dict[str, int], info_fields: dict[str, str]):
+    def write(path: Path, tables, schema: pa.Schema, metadata: dict):
+        write_scores_vcf(path, tables, contig_lengths, info_fields, metadata)
+
+    return write
