@@ -1,0 +1,276 @@
+"""janus score-variants: scores checked against windows built by hand and the model run directly,
+on the real Platinum Genomes, GIAB and 1000 Genomes VCFs, and on bad inputs."""
+
+import gzip
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow.parquet as pq
+import pysam
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import janusdna
+from conftest import DATA, EXAMPLES, HG38
+from janus_cli.fasta import Reference
+from janus_cli.main import app
+
+PLATINUM = EXAMPLES / "platinum_NA12878_chr21_22-23Mb.vcf.gz"
+GIAB = EXAMPLES / "giab_ashkenazim_trio_chr21_22-23Mb.vcf.gz"
+KG = DATA / "1000G_phase3_subset_chr20.vcf.gz"
+KG_FASTA = DATA / "grch37_chr20_1000G_windows.fa.gz"
+WINDOW = 64
+
+
+def janus(*args, input=None):
+    return CliRunner().invoke(app, [str(a) for a in args], input=input)
+
+
+def score(tmp_path, model_dir, vcf, *options, fasta=HG38, name="scores.parquet"):
+    out = tmp_path / name
+    result = janus("score-variants", vcf, "--fasta", fasta, "--model", model_dir, "--window", WINDOW,
+                   "--threads", 1, "-o", out, *options)
+    assert result.exit_code == 0, result.output
+    return pq.read_table(out).to_pandas(), result
+
+
+def vcf_lines(path):
+    """Data lines of a VCF, split into fields, read as plain text (independent of pysam)."""
+    with gzip.open(path, "rt") as handle:
+        return [line.rstrip("\n").split("\t") for line in handle if not line.startswith("#")]
+
+
+def write_vcf(path, records, contig="chr21"):
+    header = f"##fileformat=VCFv4.2\n##contig=<ID={contig}>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+    path.write_text(header + "".join("\t".join(map(str, (contig, *r, ".", ".", "."))) + "\n" for r in records))
+    return path
+
+
+def model_outputs(model_dir, text):
+    """(hidden [L, d], base log-probs [L, 4]) of the forward strand."""
+    model = janusdna.load(model_dir)
+    with torch.inference_mode():
+        hidden = model.hidden_states(janusdna.encode(text)[None])[0]
+        return hidden, model.base_log_probs(janusdna.encode(text)[None])[0]
+
+
+def fetch(chrom, start, end, fasta=HG38):
+    with Reference(fasta) as reference:
+        return reference.fetch(chrom, start, end)
+
+
+def pll(logp, text):
+    return sum(float(logp[i, "ACGT".index(b)]) for i, b in enumerate(text) if b != "N")
+
+
+def first_record(kind):
+    for fields in vcf_lines(PLATINUM):
+        ref, alt = fields[3], fields[4]
+        if "," in alt:
+            continue
+        if kind == "snv" and len(ref) == len(alt) == 1 or kind == "deletion" and len(ref) > len(alt) == 1:
+            return fields
+
+
+def test_snv_scores_are_the_models_on_hand_built_windows(tmp_path, tiny_model_dir):
+    chrom, pos, vid, ref, alt = first_record("snv")[:5]
+    pos0 = int(pos) - 1
+    vcf = write_vcf(tmp_path / "one.vcf", [(pos, vid, ref, alt)])
+    table, result = score(tmp_path, tiny_model_dir, vcf, "--rc", "none")
+    row = table.iloc[0]
+    ref_window = fetch(chrom, pos0 - WINDOW // 2, pos0 + WINDOW // 2)
+    assert ref_window[WINDOW // 2] == ref
+    alt_window = ref_window[:WINDOW // 2] + alt + ref_window[WINDOW // 2 + 1:]
+    ref_hidden, ref_logp = model_outputs(tiny_model_dir, ref_window)
+    alt_hidden, alt_logp = model_outputs(tiny_model_dir, alt_window)
+    centre = WINDOW // 2
+    assert row["ref_logp"] == pytest.approx(float(ref_logp[centre, "ACGT".index(ref)]), abs=1e-5)
+    assert row["alt_logp"] == pytest.approx(float(ref_logp[centre, "ACGT".index(alt)]), abs=1e-5)
+    assert row["llr"] == pytest.approx(row["alt_logp"] - row["ref_logp"], abs=1e-5)
+    assert row["delta_pll"] == pytest.approx(pll(alt_logp, alt_window) - pll(ref_logp, ref_window), abs=1e-3)
+    ref_mean, alt_mean = ref_hidden.mean(0), alt_hidden.mean(0)
+    assert row["emb_l2"] == pytest.approx(float((ref_mean - alt_mean).norm()), rel=1e-4)
+    assert row["emb_cosine"] == pytest.approx(float(torch.cosine_similarity(ref_mean, alt_mean, dim=0)), abs=1e-5)
+    assert (row["chrom"], row["pos"], row["id"], row["ref"], row["alt"], row["alt_index"]) == \
+        (chrom, int(pos), vid, ref, alt, 1)
+    assert table["skip_reason"].isna().all() and "1 alleles, 1 scored" in result.stderr
+
+
+def test_deletion_windows_are_anchored_and_of_equal_length(tmp_path, tiny_model_dir):
+    chrom, pos, vid, ref, alt = first_record("deletion")[:5]
+    pos0 = int(pos) - 1
+    vcf = write_vcf(tmp_path / "del.vcf", [(pos, vid, ref, alt)])
+    table, _ = score(tmp_path, tiny_model_dir, vcf, "--rc", "none")
+    flank = fetch(chrom, pos0 - WINDOW // 2, pos0)
+    ref_window = flank + fetch(chrom, pos0, pos0 + WINDOW // 2)
+    after = pos0 + len(ref)
+    alt_window = (flank + alt + fetch(chrom, after, after + WINDOW))[:WINDOW]
+    _, ref_logp = model_outputs(tiny_model_dir, ref_window)
+    _, alt_logp = model_outputs(tiny_model_dir, alt_window)
+    row = table.iloc[0]
+    assert row["delta_pll"] == pytest.approx(pll(alt_logp, alt_window) - pll(ref_logp, ref_window), abs=1e-3)
+    assert np.isnan(row["llr"]) and np.isnan(row["ref_logp"])  # substitutions only
+
+
+def test_rc_avg_combines_the_strands_and_both_writes_them(tmp_path, tiny_model_dir):
+    _, pos, vid, ref, alt = first_record("snv")[:5]
+    vcf = write_vcf(tmp_path / "one.vcf", [(pos, vid, ref, alt)])
+    both, _ = score(tmp_path, tiny_model_dir, vcf, "--rc", "both", "--scores", "ref_logp,alt_logp")
+    row = both.iloc[0]
+    for name in ("ref_logp", "alt_logp"):
+        combined = np.log((np.exp(row[f"{name}_fwd"]) + np.exp(row[f"{name}_rev"])) / 2)
+        assert row[name] == pytest.approx(combined, abs=1e-5)
+    assert list(both.columns) == ["chrom", "pos", "id", "ref", "alt", "alt_index", "ref_logp", "alt_logp",
+                                  "ref_logp_fwd", "alt_logp_fwd", "ref_logp_rev", "alt_logp_rev", "skip_reason"]
+
+
+def test_platinum_vcf_every_alt_gets_a_row_in_order(tmp_path, tiny_model_dir):
+    table, result = score(tmp_path, tiny_model_dir, PLATINUM, "--scores", "llr", "--window", 16)
+    expected = [(int(f[1]), f[3], alt, i) for f in vcf_lines(PLATINUM) for i, alt in enumerate(f[4].split(","), 1)]
+    assert list(zip(table["pos"], table["ref"], table["alt"], table["alt_index"])) == expected
+    assert (table["alt_index"] == 2).sum() == 22  # the multi-allelic records
+    assert table["skip_reason"].isna().all()  # every REF matches the FASTA
+    snv = (table["ref"].str.len() == 1) & (table["alt"].str.len() == 1)
+    assert table.loc[snv, "llr"].notna().all() and table.loc[~snv, "llr"].isna().all()
+    assert f"{len(expected)} alleles, {len(expected)} scored" in result.stderr
+
+
+def test_giab_star_alleles_are_skipped_with_a_reason(tmp_path, tiny_model_dir):
+    lines = vcf_lines(GIAB)
+    subset = [f for f in lines if f[4] == "*" or "," in f[4]][:5] + lines[:20]
+    vcf = tmp_path / "giab.vcf"
+    with gzip.open(GIAB, "rt") as handle:
+        header = "".join(line for line in handle if line.startswith("#"))
+    vcf.write_text(header + "".join("\t".join(f) + "\n" for f in sorted(subset, key=lambda f: int(f[1]))))
+    table, result = score(tmp_path, tiny_model_dir, vcf, "--scores", "llr", "--window", 16)
+    stars = table["alt"] == "*"
+    assert stars.any() and (table.loc[stars, "skip_reason"] == "star_allele").all()
+    assert table.loc[~stars, "skip_reason"].isna().all()
+    assert f"star_allele {int(stars.sum())}" in result.stderr
+
+
+def test_1000_genomes_vcf_against_the_number_named_grch37(tmp_path, tiny_model_dir):
+    table, _ = score(tmp_path, tiny_model_dir, KG, "--scores", "llr", "--window", 16, fasta=KG_FASTA)
+    n_alts = sum(len(f[4].split(",")) for f in vcf_lines(KG))
+    assert len(table) == n_alts and (table["chrom"] == "20").all()
+    assert table["skip_reason"].isna().sum() == n_alts - table["skip_reason"].notna().sum()
+    assert set(table["skip_reason"].dropna()) <= {"symbolic_allele"}
+    assert table["llr"].notna().sum() > 0.8 * n_alts
+
+
+def test_check_ref_skip_warn_error(tmp_path, tiny_model_dir):
+    chrom, pos, vid, ref, alt = first_record("snv")[:5]
+    wrong = next(b for b in "ACGT" if b not in (ref, alt))
+    vcf = write_vcf(tmp_path / "wrong.vcf", [(pos, vid, wrong, alt)])
+    skipped, _ = score(tmp_path, tiny_model_dir, vcf)
+    assert skipped["skip_reason"].tolist() == ["ref_mismatch"] and np.isnan(skipped["llr"][0])
+    warned, result = score(tmp_path, tiny_model_dir, vcf, "--check-ref", "warn")
+    assert warned["skip_reason"].isna().all() and not np.isnan(warned["llr"][0])
+    assert f"record 1 ({chrom}:{pos}): REF {wrong} but the reference has {ref}" in result.stderr
+    out = tmp_path / "error.parquet"
+    result = janus("score-variants", vcf, "--fasta", HG38, "--model", tiny_model_dir, "--check-ref", "error", "-o", out)
+    assert result.exit_code == 1 and f"record 1 ({chrom}:{pos}): REF {wrong} does not match" in result.stderr
+    assert not out.exists() and os.listdir(tmp_path).count(".error.parquet.partial") == 0
+
+
+def test_finetuned_head_adds_class_probabilities(tmp_path, tiny_model_dir):
+    from janus_cli.finetune import SequenceModel, Task, save_finetuned
+
+    backbone = janusdna.load(tiny_model_dir)
+    torch.manual_seed(3)
+    head = torch.nn.Linear(backbone.config.d_model, 2)
+    save_finetuned(SequenceModel(backbone, head), Task(False, labels=["neg", "pos"]), tmp_path / "ft", {}, {})
+    chrom, pos, vid, ref, alt = first_record("snv")[:5]
+    vcf = write_vcf(tmp_path / "one.vcf", [(pos, vid, ref, alt)])
+    table, _ = score(tmp_path, tmp_path / "ft", vcf, "--rc", "none", "--scores", "llr")
+    pos0 = int(pos) - 1
+    ref_window = fetch(chrom, pos0 - WINDOW // 2, pos0 + WINDOW // 2)
+    alt_window = ref_window[:WINDOW // 2] + alt + ref_window[WINDOW // 2 + 1:]
+    with torch.inference_mode():
+        probs = [torch.softmax(head(model_outputs(tiny_model_dir, w)[0].mean(0)), -1) for w in (ref_window, alt_window)]
+    row = table.iloc[0]
+    for j, label in enumerate(["neg", "pos"]):
+        assert row[f"prob_{label}_ref"] == pytest.approx(float(probs[0][j]), abs=1e-5)
+        assert row[f"prob_{label}_alt"] == pytest.approx(float(probs[1][j]), abs=1e-5)
+        assert row[f"prob_{label}_diff"] == pytest.approx(float(probs[1][j] - probs[0][j]), abs=1e-5)
+
+
+def test_vcf_output_is_bgzipped_indexed_with_info_fields(tmp_path, tiny_model_dir):
+    table, _ = score(tmp_path, tiny_model_dir, PLATINUM, "--scores", "llr,delta_pll", "--window", 16,
+                     name="scores.parquet")
+    out = tmp_path / "scores.vcf.gz"
+    result = janus("score-variants", PLATINUM, "--fasta", HG38, "--model", tiny_model_dir, "--window", 16,
+                   "--scores", "llr,delta_pll", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "scores.vcf.gz.tbi").exists()
+    with pysam.VariantFile(str(out)) as vcf:
+        assert {"JANUS_LLR", "JANUS_DELTA_PLL", "JANUS_ALT_INDEX"} <= set(vcf.header.info)
+        records = list(vcf.fetch("chr21", 22_000_000, 23_000_000))
+    assert len(records) == len(table)
+    for record, (_, row) in zip(records[:50], table.head(50).iterrows()):
+        assert (record.pos, record.ref, record.alts[0]) == (row["pos"], row["ref"], row["alt"])
+        assert record.info["JANUS_DELTA_PLL"] == pytest.approx(row["delta_pll"], rel=1e-4, abs=1e-4)
+
+
+def test_stdout_tsv_works_with_head(tmp_path, tiny_model_dir):
+    command = (f"{sys.executable} -m janus_cli score-variants {PLATINUM} --fasta {HG38} --model {tiny_model_dir} "
+               "--window 16 --scores llr | head -3; echo \"exit ${PIPESTATUS[0]}\"")
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300)
+    lines = result.stdout.splitlines()
+    assert lines[0].split("\t") == ["chrom", "pos", "id", "ref", "alt", "alt_index", "llr", "skip_reason"]
+    first = vcf_lines(PLATINUM)[0]
+    assert lines[1].split("\t")[:5] == first[:5] and lines[-1] == "exit 0"
+    assert "Traceback" not in result.stderr and "Broken pipe" not in result.stderr
+
+
+@pytest.mark.parametrize("content, message", [
+    ("chr21\t100\t.\tA\tG\t.\t.\t.\n", "not a VCF or BCF file"),
+    ("", "empty file"),
+])
+def test_bad_vcf_exits_1_without_output(tmp_path, tiny_model_dir, content, message):
+    vcf = tmp_path / "bad.vcf"
+    vcf.write_text(content)
+    out = tmp_path / "scores.parquet"
+    result = janus("score-variants", vcf, "--fasta", HG38, "--model", tiny_model_dir, "-o", out)
+    assert result.exit_code == 1 and message in result.stderr and str(vcf) in result.stderr
+    assert sorted(os.listdir(tmp_path)) == ["bad.vcf"]
+
+
+def test_truncated_gzip_exits_1_without_output(tmp_path, tiny_model_dir):
+    data = PLATINUM.read_bytes()
+    vcf = tmp_path / "cut.vcf.gz"
+    vcf.write_bytes(data[:len(data) // 2])
+    out = tmp_path / "scores.parquet"
+    result = janus("score-variants", vcf, "--fasta", HG38, "--model", tiny_model_dir, "-o", out)
+    assert result.exit_code == 1 and str(vcf) in result.stderr and "truncated" in result.stderr
+    assert sorted(os.listdir(tmp_path)) == ["cut.vcf.gz"]
+
+
+def test_fasta_missing_the_vcfs_contig_exits_1(tmp_path, tiny_model_dir):
+    vcf = write_vcf(tmp_path / "chr7.vcf", [(1000, ".", "A", "G")], contig="chr7")
+    out = tmp_path / "scores.parquet"
+    result = janus("score-variants", vcf, "--fasta", HG38, "--model", tiny_model_dir, "-o", out)
+    assert result.exit_code == 1 and "chromosome 'chr7' is not in the reference" in result.stderr
+    assert sorted(os.listdir(tmp_path)) == ["chr7.vcf"]
+
+
+def test_read_only_output_directory_exits_1(tmp_path, tiny_model_dir, monkeypatch):
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    if os.access(read_only, os.W_OK):  # root writes anyway: fail the way a read-only directory does
+        def permission_denied(self, *args, **kwargs):
+            raise PermissionError(13, "Permission denied", str(self))
+
+        monkeypatch.setattr("pathlib.Path.mkdir", permission_denied)
+    try:
+        out = read_only / "scores.parquet"
+        result = janus("score-variants", PLATINUM, "--fasta", HG38, "--model", tiny_model_dir, "-o", out)
+        assert result.exit_code == 1 and str(out) in result.stderr and "Permission denied" in result.stderr
+    finally:
+        monkeypatch.undo()
+        read_only.chmod(0o755)
+    assert list(read_only.iterdir()) == []
