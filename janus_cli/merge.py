@@ -109,8 +109,8 @@ def _all_held(files):
 def _tables_in_order(files) -> Iterator[pa.Table]:
     """Every chunk's rows, in chunk order, reading each shard front to back."""
     readers = [_chunk_tables(parquet, held) for _, parquet, held in files]
-    streams = [((index, position) for index, _ in held) for position, (_, _, held) in enumerate(files)]
-    for _, position in heapq.merge(*streams):
+    order = heapq.merge(*[[(index, position) for index, _ in held] for position, (_, _, held) in enumerate(files)])
+    for _, position in order:
         yield next(readers[position])
 
 
