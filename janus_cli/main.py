@@ -10,6 +10,7 @@ import typer
 import janusdna
 
 from .errors import reported_errors
+from .plot_cli import plot_app
 
 app = typer.Typer(
     name="janus",
@@ -18,6 +19,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(plot_app, name="plot")
 
 
 def _print_version(value: bool):
