@@ -1,7 +1,8 @@
 """Batched model inference over windows of token ids, on one or both strands.
 
-Only windows of equal length share a batch (nothing is padded, so a window's output does not
-depend on its batch mates), and each distinct window sequence is computed once per call.
+Only windows of equal length share a batch, nothing is padded, and the model runs batch-invariant
+(JanusDNA.batch_invariant), so a window's output is bit-identical whatever its batch mates; each
+distinct window sequence is computed once per call.
 
 With rc `avg` or `both`, every window is also run reverse-complemented and that output is mapped
 back to the forward strand: positions reversed and, for per-base outputs, bases complemented.
@@ -85,7 +86,7 @@ class WindowRunner:
                  dtype: torch.dtype = torch.float32, output: OutputKind = HIDDEN_STATES):
         if rc not in RC_MODES:
             raise ValueError(f"rc mode {rc!r}: choose one of {', '.join(RC_MODES)}")
-        self.model = model.to(device).eval()
+        self.model = model.to(device).eval().batch_invariant()
         self.device = device
         self.rc = rc
         self.batch_size = batch_size
@@ -191,7 +192,7 @@ def provenance(opts: InferenceOptions, model_ref: str, model: JanusDNA, referenc
         "max_n_frac": str(opts.max_n_frac),
         "rc": opts.rc,
         "dtype": opts.dtype,
-        "reference": str(reference_path),
+        "reference": str(Path(reference_path).resolve()),
         **{key: str(value) for key, value in settings.items()},
         "command_line": shlex.join(argv),
     }

@@ -120,3 +120,12 @@ def test_base_log_probs_are_normalised_over_acgt():
         lp = model.base_log_probs(random_ids(2, 10))
     assert lp.shape == (2, 10, 4)
     assert torch.allclose(lp.exp().sum(-1), torch.ones(2, 10), atol=1e-5)
+
+
+def test_batch_invariant_outputs_do_not_depend_on_batch_mates():
+    model = janusdna.load(janusdna.DEFAULT_MODEL).eval().batch_invariant()
+    ids = torch.randint(7, 11, (3, 1024), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        alone = model.hidden_states(ids[1:2])
+        assert torch.equal(alone, model.hidden_states(ids)[1:2])
+        assert torch.equal(alone, model.hidden_states(ids[:2])[1:2])

@@ -274,3 +274,16 @@ def test_read_only_output_directory_exits_1(tmp_path, tiny_model_dir, monkeypatc
         monkeypatch.undo()
         read_only.chmod(0o755)
     assert list(read_only.iterdir()) == []
+
+
+def test_a_variant_scores_the_same_alone_and_inside_a_batch_with_the_shipped_model(tmp_path):
+    records = [f for f in vcf_lines(PLATINUM) if "," not in f[4]][:24]
+    batch_vcf = write_vcf(tmp_path / "batch.vcf", [f[1:5] for f in records])
+    alone_vcf = write_vcf(tmp_path / "alone.vcf", [records[9][1:5]])
+    common = ["--fasta", HG38, "--window", 64, "--batch-size", 16, "--threads", 1]
+    for vcf, out in ((batch_vcf, tmp_path / "batch.parquet"), (alone_vcf, tmp_path / "alone.parquet")):
+        result = janus("score-variants", vcf, *common, "-o", out)
+        assert result.exit_code == 0, result.output
+    batch = pq.read_table(tmp_path / "batch.parquet").slice(9, 1)
+    alone = pq.read_table(tmp_path / "alone.parquet")
+    assert alone.equals(batch)  # every bit of every score

@@ -56,9 +56,11 @@ def janus_attention_ref(q: Tensor, k: Tensor, v: Tensor, scale: float) -> Tensor
     return (weights @ v.float()).to(q.dtype)
 
 
-# Largest score matrix, in float32 elements, that one step of the blockwise
-# kernel materialises (across batch and heads). Key chunks are sized to fill it:
-# big enough for efficient matmuls, small enough to stay in cache.
+# Score matrix, in float32 elements per sequence (across heads), that one step of
+# the blockwise kernel materialises. Key chunks are sized to fill it: big enough
+# for efficient matmuls, small enough to stay in cache. Sizing per sequence, not
+# per batch, keeps the order of the online-softmax sums, and so every bit of a
+# sequence's output, independent of its batch mates.
 _SCORE_ELEMENTS_PER_STEP = 1 << 20
 
 _LOG2_E = math.log2(math.e)
@@ -127,7 +129,7 @@ def _block_plan(n: int, block_size: int, max_chunk: int, device: torch.device):
 
 
 def _plan_for(q: Tensor, block_size: int):
-    rows_per_step = q.shape[:-2].numel() * block_size
+    rows_per_step = q.shape[-3] * block_size
     max_chunk = max(block_size, _SCORE_ELEMENTS_PER_STEP // rows_per_step)
     return _block_plan(_half_length(q), block_size, max_chunk, q.device)
 
@@ -212,7 +214,7 @@ def janus_attention_blockwise(
     """Janus attention without materialising the 2N x 2N matrix (float32 accumulation).
 
     q, k, v: [batch, heads, 2N, head_dim]. Memory beyond inputs and output is
-    O(N) plus one score chunk of about `_SCORE_ELEMENTS_PER_STEP` floats.
+    O(N) plus one score chunk of about `_SCORE_ELEMENTS_PER_STEP` floats per sequence.
     """
     return _JanusBlockwiseAttention.apply(q, k, v, scale, block_size)
 

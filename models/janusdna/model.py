@@ -149,6 +149,10 @@ class SparseMoE(nn.Module):
         self.top_k = top_k
         self.router = nn.Linear(d, n_experts, bias=False)
         self.experts = nn.ModuleList(SwiGLU(d, hidden) for _ in range(n_experts))
+        # an expert's matmul sees all tokens routed to it; BLAS may round a row differently
+        # depending on how many there are, so a sequence's output could depend on its batch
+        # mates. Per-sequence dispatch (set by JanusDNA.batch_invariant) rules that out.
+        self.per_sequence = False
 
     def route(self, x):
         """x [T, d] -> (weights [T, k] in x.dtype, expert ids [T, k], router logits [T, E])."""
@@ -157,6 +161,13 @@ class SparseMoE(nn.Module):
         return weights.to(x.dtype), experts, logits
 
     def forward(self, x):
+        """x [B, L, d] -> (output [B, L, d], router logits [B * L, E])."""
+        if self.per_sequence and x.shape[0] > 1:
+            outputs, logits = zip(*(self.dispatch(row) for row in x.split(1)))
+            return torch.cat(outputs), torch.cat(logits)
+        return self.dispatch(x)
+
+    def dispatch(self, x):
         """Tokens are sorted by expert so each expert runs once on exactly its own tokens."""
         flat = x.reshape(-1, x.shape[-1])
         weights, experts, logits = self.route(flat)
@@ -410,6 +421,14 @@ class JanusDNA(nn.Module):
     def base_log_probs_from_hidden(self, h):
         """base_log_probs from hidden states [B, L, d] already computed."""
         return torch.log_softmax(self.lm_head(h).float()[..., list(BASE_IDS)], dim=-1)
+
+    def batch_invariant(self, enabled: bool = True) -> "JanusDNA":
+        """Make each sequence's outputs bit-identical whatever else is in its batch (MoE dispatch
+        per sequence; a little slower), for inference; returns self."""
+        for module in self.modules():
+            if isinstance(module, SparseMoE):
+                module.per_sequence = enabled
+        return self
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
