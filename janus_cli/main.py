@@ -9,7 +9,7 @@ import typer
 
 import janusdna
 
-from .errors import reported_errors
+from .errors import UsageError, reported_errors
 from .plot_cli import plot_app
 
 app = typer.Typer(
@@ -164,32 +164,6 @@ def finetune(
     )
     with reported_errors():
         run_finetune(opts)
-
-
-@app.command(
-    epilog=(
-        "Examples:\n\n"
-        "  janus predict test.csv --model promoters/ -o predictions.parquet\n\n"
-        "  janus predict regions.bed --fasta hg38.fa --model promoters/ -o - | head"
-    ),
-)
-def predict(
-    seqs: Path = typer.Argument(..., help="Sequences: CSV/TSV/Parquet with a sequence column, or BED with --fasta."),
-    out: str = typer.Option(..., "-o", "--out", help="Output Parquet file, or - for TSV on stdout."),
-    model: Path = typer.Option(..., "--model", help="Finetuned model directory (from janus finetune)."),
-    seq_col: str = typer.Option(None, help="Sequence column of table inputs (default: sequence or seq)."),
-    fasta: Path = typer.Option(None, help="Reference FASTA for BED inputs (strand - is reverse-complemented)."),
-    batch_size: int = typer.Option(64, help="Sequences per forward pass (each run on both strands)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
-):
-    """Predict class probabilities (prob_<label>, pred_label) or values (prediction) per sequence."""
-    from .finetune import PredictOptions, predict as run_predict
-
-    opts = PredictOptions(inputs=seqs, out=out, model=model, seq_col=seq_col, fasta=fasta, batch_size=batch_size,
-                          device=device, threads=threads)
-    with reported_errors():
-        run_predict(opts)
 
 
 # options shared by the inference commands (embed, likelihood, score-variants, predict)
@@ -375,3 +349,55 @@ def merge(
 
     with reported_errors():
         run_merge(shards, out)
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  janus predict test.csv --model promoters/ -o predictions.parquet\n\n"
+        "  janus predict peaks.bed --fasta hg38.fa --model promoters/ --window 300 -o peaks.pred.parquet\n\n"
+        "  janus predict -r chr21:22,010,001-22,010,300 --model promoters/ | cut -f1-8"
+    ),
+)
+def predict(
+    seqs: str = typer.Argument(None, help="CSV/TSV/Parquet with a sequence column, or BED3-BED6+ regions (plain or gzipped; - reads a BED from stdin)."),
+    regions: list[str] = typer.Option([], "-r", "--region", help="A region chr:beg-end, 1-based inclusive (repeatable).", show_default=False),
+    model: str = typer.Option(..., "--model", help="Finetuned model directory (from janus finetune)."),
+    out: str = OUT,
+    fasta: Path = FASTA,
+    seq_col: str = typer.Option(None, "--seq-col", show_default=False, help="Sequence column of table inputs (default: sequence or seq)."),
+    window: int = typer.Option(None, "--window", help="Regions: predict on a window of this many bp centred on each region (default: the region itself).", show_default=False),
+    edge: str = EDGE,
+    max_n_frac: float = MAX_N_FRAC,
+    tile_overlap: int = typer.Option(None, "--tile-overlap", help="Overlap in bp of the tiles of regions longer than the model (default: a quarter of its max_seq_len).", show_default=False),
+    rc: str = typer.Option("avg", "--rc", show_default=False, help="Regions: avg averages both strands, none uses the region's strand only (default: avg; tables always average)."),
+    chrom_alias: Path = CHROM_ALIAS,
+    batch_size: int = BATCH_SIZE,
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    threads: int = THREADS,
+    shard: str = SHARD,
+    resume: bool = RESUME,
+    quiet: bool = QUIET,
+):
+    """Predict class probabilities (prob_<label>, pred_label) or values (prediction) per sequence or region."""
+    from .finetune import PredictOptions, input_kind, predict as predict_table
+    from .predict import predict_regions
+
+    with reported_errors():
+        if regions or seqs == "-" or (seqs is not None and input_kind(seqs) == "bed"):
+            from .embed import EmbedOptions
+
+            opts = EmbedOptions(
+                bed=seqs, regions=regions, out=out, fasta=fasta, model=model, window=window, edge=edge,
+                max_n_frac=max_n_frac, tile_overlap=tile_overlap, rc=rc, chrom_alias=chrom_alias,
+                batch_size=batch_size, device=device, dtype=dtype, threads=threads, shard=shard, resume=resume, quiet=quiet,
+            )
+            predict_regions(opts, argv=_argv())
+        else:
+            if seqs is None:
+                raise UsageError("give a table of sequences, a BED file of regions (- for stdin) or -r chr:beg-end")
+            if shard or resume:
+                raise UsageError("--shard and --resume apply to BED and region input; tables are predicted in one go")
+            predict_table(PredictOptions(inputs=Path(seqs), out=out or "-", model=Path(model), seq_col=seq_col,
+                                         batch_size=batch_size, device=device, threads=threads))

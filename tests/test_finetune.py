@@ -156,21 +156,32 @@ def test_predict_on_bed_with_strands_writes_parquet_and_tsv(promoter_model, tmp_
     with Reference(FASTA) as reference:
         assert torch.equal(plus, janusdna.encode(reference.fetch("20", 1000, 1070)))
     assert torch.equal(minus, janusdna.reverse_complement(plus))
+    with open(bed, "a") as handle:
+        handle.write("chr7\t10\t80\tr3\t0\t+\n")  # predict skips it (finetune's BED reader refuses it)
 
     result = janus("predict", bed, "--fasta", FASTA, "--model", out, "-o", tmp_path / "p.parquet", "--threads", "1")
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     table = pd.read_parquet(tmp_path / "p.parquet")
-    assert list(table.columns) == ["chrom", "start", "end", "name", "strand", "prob_0", "prob_1", "pred_label"]
-    assert table["name"].tolist() == ["r1", "r1_minus", "r2"]
-    np.testing.assert_allclose(table["prob_0"] + table["prob_1"], 1, atol=1e-6)
-    assert table["pred_label"].tolist() == np.where(table["prob_1"] > table["prob_0"], "1", "0").tolist()
+    assert list(table.columns) == ["chrom", "start", "end", "name", "strand", "prob_0", "prob_1", "pred_label",
+                                   "skip_reason"]
+    assert table["name"].tolist() == ["r1", "r1_minus", "r2", "r3"]
+    assert table["skip_reason"].tolist()[3] == "chrom_missing" and table["prob_1"].isna().tolist()[3]
+    scored = table.iloc[:3]
+    np.testing.assert_allclose(scored["prob_0"] + scored["prob_1"], 1, atol=1e-6)
+    assert scored["pred_label"].tolist() == np.where(scored["prob_1"] > scored["prob_0"], "1", "0").tolist()
     assert table["prob_1"][0] == pytest.approx(table["prob_1"][1], abs=1e-6)  # same interval, other strand
+    with Reference(FASTA) as reference:
+        sequences = [reference.fetch("20", 1000, 1070), reference.fetch("20", 5000, 5050)]
+    from_table = ft.predict(ft.PredictOptions(inputs=write_csv(tmp_path / "seqs.csv", sequences),
+                                              out=str(tmp_path / "t.parquet"), model=out, threads=1))
+    np.testing.assert_allclose(scored["prob_1"].to_numpy()[[0, 2]], from_table["prob_1"], atol=1e-5)
 
     tsv = janus("predict", bed, "--fasta", FASTA, "--model", out, "-o", "-", "--threads", "1")
     assert tsv.returncode == 0, tsv.stderr
-    from_stdout = pd.read_csv(io.StringIO(tsv.stdout), sep="\t", dtype={"chrom": str, "pred_label": str})
-    pd.testing.assert_frame_equal(from_stdout, table, check_dtype=False, atol=1e-6)
+    from_stdout = pd.read_csv(io.StringIO(tsv.stdout), sep="\t", dtype=str, keep_default_na=False)
+    assert from_stdout["skip_reason"].tolist() == [".", ".", ".", "chrom_missing"]
+    np.testing.assert_allclose(from_stdout["prob_1"][:3].astype(float), scored["prob_1"], atol=1e-6)
 
 
 def test_linear_probe_leaves_the_backbone_unchanged(tiny_model, tmp_path):
