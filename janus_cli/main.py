@@ -297,6 +297,8 @@ def likelihood(
 )
 def score_variants(
     vcf: str = typer.Argument(..., help="Variants: VCF (plain or bgzipped) or BCF; - reads stdin."),
+    region: str = typer.Option(None, "-r", "--region", show_default=False,
+                               help="Only the records overlapping chr:beg-end (1-based inclusive), like bcftools view -r; needs an indexed VCF/BCF (default: all records)."),
     out: str = typer.Option(None, "-o", "--out", show_default=False,
                             help="Output file: .parquet (default), .tsv, .vcf.gz (bgzipped, tabix-indexed, scores as INFO), or - for TSV on stdout (default: TSV on stdout)."),
     fasta: Path = FASTA,
@@ -324,7 +326,7 @@ def score_variants(
     from .score_variants import ScoreOptions, score_variants as run_score_variants
 
     opts = ScoreOptions(
-        vcf=vcf, out=out, fasta=fasta, model=model, window=window, scores=[s.strip() for s in scores.split(",") if s.strip()],
+        vcf=vcf, region=region, out=out, fasta=fasta, model=model, window=window, scores=[s.strip() for s in scores.split(",") if s.strip()],
         check_ref=check_ref, edge=edge, max_n_frac=max_n_frac, rc=rc, chrom_alias=chrom_alias, batch_size=batch_size,
         device=device, dtype=dtype, threads=threads, shard=shard, resume=resume, quiet=quiet,
     )

@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from . import windows
+from . import intervals, windows
 from .chroms import ChromMatcher, read_alias_table
 from .errors import DataError, UsageError
 from .fasta import Reference
@@ -75,6 +75,7 @@ MAX_WARNINGS = 10
 @dataclass
 class ScoreOptions(InferenceOptions):
     vcf: str | Path | None = None
+    region: str | None = None  # chr:beg-end, 1-based inclusive
     scores: list[str] = field(default_factory=lambda: list(SCORES))
     check_ref: str = "skip"
 
@@ -131,6 +132,7 @@ def score_variants(opts: ScoreOptions, argv: list[str]) -> Counter:
     aliases = read_alias_table(opts.chrom_alias) if opts.chrom_alias else {}
     scores = [s for s in SCORES if s in opts.scores]
     schema = output_schema(scores, head, opts.rc == "both")
+    region = intervals.parse_region(opts.region) if opts.region else None
 
     with Reference(resolve_fasta(opts.fasta)) as reference:
         matcher = ChromMatcher(reference.lengths, aliases)
@@ -138,13 +140,13 @@ def score_variants(opts: ScoreOptions, argv: list[str]) -> Counter:
                               check_ref=opts.check_ref)
         run = ScoreRun(opts, reference, matcher, runner, window, head, schema)
         chunks = (Chunk(group, len(group), len(group) * window)
-                  for group in checked_chunks(read_variants(opts.vcf), matcher, opts.vcf))
+                  for group in checked_chunks(read_variants(opts.vcf, region), matcher, opts.vcf))
         info_fields = {name: SCORE_DESCRIPTIONS.get(name.rsplit("_", 1)[0] if name.endswith(("_fwd", "_rev")) else name,
                                                     "janus finetuned head output") for name in schema.names
                        if pa.types.is_floating(schema.field(name).type)}
         vcf_sink = _vcf_sink(reference.lengths, info_fields)
         counts = write_chunks(chunks, lambda group: score_chunk(group, run), schema, metadata,
-                              opts.stream_options(), count_variants(opts.vcf),
+                              opts.stream_options(), count_variants(opts.vcf, region),
                               sinks={suffix: vcf_sink for suffix in VCF_SUFFIXES})
     if run.warnings[SKIP_REF_MISMATCH] > MAX_WARNINGS:
         log(f"janus: warning: {run.warnings[SKIP_REF_MISMATCH]} REF mismatches in all (first {MAX_WARNINGS} shown)")

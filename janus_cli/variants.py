@@ -50,10 +50,11 @@ class Variant:
     skip_reason: str | None  # one of VARIANT_SKIP_REASONS, or None when the variant can be scored
 
 
-def read_variants(path: str | Path) -> Iterator[Variant]:
-    """Every ALT allele of a VCF or BCF file ('-' is stdin), in file order; multi-allelic records
+def read_variants(path: str | Path, region: tuple[str, int, int | None] | None = None) -> Iterator[Variant]:
+    """Every ALT allele of a VCF or BCF file ('-' is stdin), in file order, or only of the records
+    overlapping region (chrom, 0-based start, end or None; needs an index); multi-allelic records
     give one Variant per ALT. Sample columns are not read."""
-    for record_number, record in _records(path):
+    for record_number, record in _records(path, region):
         chrom, pos, variant_id, ref = record.chrom, record.pos, record.id or ".", record.ref.upper()
         if not record.alts:
             yield Variant(chrom, pos, variant_id, ref, ".", 0, record_number, NO_ALT)
@@ -65,12 +66,12 @@ def read_variants(path: str | Path) -> Iterator[Variant]:
             yield Variant(chrom, pos, variant_id, ref, alt, alt_index, record_number, reason)
 
 
-def count_variants(path: str | Path) -> int | None:
-    """How many Variants read_variants(path) yields (one pass over the file); None for stdin,
-    which can be read only once."""
+def count_variants(path: str | Path, region: tuple[str, int, int | None] | None = None) -> int | None:
+    """How many Variants read_variants(path, region) yields (one pass over the file); None for
+    stdin, which can be read only once."""
     if str(path) == STDIN:
         return None
-    return sum(len(record.alts) if record.alts else 1 for _, record in _records(path))
+    return sum(len(record.alts) if record.alts else 1 for _, record in _records(path, region))
 
 
 def _skip_reason(ref: str, alt: str) -> str | None:
@@ -87,13 +88,23 @@ def _skip_reason(ref: str, alt: str) -> str | None:
     return None
 
 
-def _records(path: str | Path) -> Iterator[tuple[int, pysam.VariantRecord]]:
-    """(record number, record) of every data record; pysam's errors become DataError."""
+def _records(path: str | Path, region=None) -> Iterator[tuple[int, pysam.VariantRecord]]:
+    """(record number, record) of every data record, or of those overlapping region; pysam's
+    errors become DataError."""
     name = "<stdin>" if str(path) == STDIN else str(path)
     variant_file, handle = _open(path, name)
     number = 0
     try:
-        for record in variant_file:
+        if region is None:
+            records = variant_file
+        else:
+            try:
+                records = variant_file.fetch(*region)
+            except ValueError as exc:
+                raise DataError(f"{name}: cannot read region {region[0]}:{region[1] + 1}-{region[2] or ''} ({exc}); "
+                                f"a region needs a bgzipped, indexed VCF (bgzip it and run tabix -p vcf) "
+                                "or an indexed BCF, and a contig the file knows") from None
+        for record in records:
             number += 1
             yield number, record
     except OSError as exc:

@@ -287,3 +287,13 @@ def test_a_variant_scores_the_same_alone_and_inside_a_batch_with_the_shipped_mod
     batch = pq.read_table(tmp_path / "batch.parquet").slice(9, 1)
     alone = pq.read_table(tmp_path / "alone.parquet")
     assert alone.equals(batch)  # every bit of every score
+
+
+def test_region_scores_only_the_overlapping_records_of_an_indexed_vcf(tmp_path, tiny_model_dir):
+    table, _ = score(tmp_path, tiny_model_dir, PLATINUM, "-r", "chr21:22,100,001-22,300,000", "--scores", "llr")
+    expected = [(int(f[1]), alt) for f in vcf_lines(PLATINUM) for alt in f[4].split(",")
+                if int(f[1]) + len(f[3]) - 1 >= 22_100_001 and int(f[1]) <= 22_300_000]
+    assert list(zip(table["pos"], table["alt"])) == expected and len(expected) > 50
+    plain = write_vcf(tmp_path / "plain.vcf", [(22_100_100, ".", "A", "G")])
+    result = janus("score-variants", plain, "-r", "chr21:1-100", "--fasta", HG38, "--model", tiny_model_dir)
+    assert result.exit_code == 1 and "needs a bgzipped, indexed VCF" in result.stderr
