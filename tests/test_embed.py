@@ -294,3 +294,31 @@ def test_real_bed_with_empty_strand_column_reads_as_unstranded():
     regions = read_bed(bed)
     assert len(regions) == 127
     assert set(regions["strand"]) == {"+", "."} and (regions["strand"] == ".").sum() == 46
+
+
+def test_gzipped_bed_on_stdin(tmp_path, model_dir):
+    import gzip
+
+    bed = gzip.compress(b"track name=x\n20\t1000\t1100\tzipped\n")
+    result = CliRunner().invoke(app, ["embed", "-", "--fasta", str(FASTA), "--model", str(model_dir),
+                                      "--threads", "1"], input=bed)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1].startswith("20\t1000\t1100\tzipped\t.\t")
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "no BED records"),
+    (None, "is the file truncated"),  # half of a gzipped BED
+])
+def test_empty_or_truncated_bed_exits_1_without_output(tmp_path, model_dir, content, message):
+    import gzip
+
+    if content is None:
+        whole = gzip.compress("".join(f"20\t{s}\t{s + 50}\tr{s}\n" for s in range(0, 100_000, 100)).encode())
+        content = whole[:len(whole) // 2]
+    bed = tmp_path / "regions.bed.gz"
+    bed.write_bytes(content)
+    out = tmp_path / "emb.parquet"
+    result = janus("embed", bed, "--fasta", FASTA, "--model", model_dir, "-o", out)
+    assert result.exit_code == 1 and message in result.stderr and str(bed) in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["regions.bed.gz"]

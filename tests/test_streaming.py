@@ -1,5 +1,6 @@
 """Sharding, merging, torchrun and resuming of the inference commands' outputs, end to end."""
 
+import io
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 
 from conftest import EXAMPLES, HG38
 from janus_cli.main import app
-from janus_cli.streaming import parse_shard
+from janus_cli.streaming import Progress, parse_shard
 from janus_cli.errors import UsageError
 
 PLATINUM = EXAMPLES / "platinum_NA12878_chr21_22-23Mb.vcf.gz"  # 1,604 ALT alleles: 4 chunks of 512
@@ -116,3 +117,20 @@ def test_resume_refuses_other_options(tmp_path, tiny_model_dir):
     (partial / "run.json").write_text(json.dumps({"window": "8"}))
     result = janus(*score_args(tiny_model_dir, "-o", out, "--resume"))
     assert result.exit_code == 2 and "started with different settings" in result.stderr and partial.exists()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_shows_records_rate_and_eta_on_a_terminal_only(monkeypatch):
+    for stream, quiet, shown in ((_Terminal(), False, True), (_Terminal(), True, False), (io.StringIO(), False, False)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        with Progress(10, quiet=quiet) as progress:
+            time.sleep(0.05)
+            progress.advance(4, 4000)
+            progress.advance(6, 6000)
+        text = stream.getvalue()
+        assert ("10/10" in text and "bp/s" in text and "ETA" in text) == shown
+        assert shown or text == ""
