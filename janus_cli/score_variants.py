@@ -141,9 +141,7 @@ def score_variants(opts: ScoreOptions, argv: list[str]) -> Counter:
         run = ScoreRun(opts, reference, matcher, runner, window, head, schema)
         chunks = (Chunk(group, len(group), len(group) * window)
                   for group in checked_chunks(read_variants(opts.vcf, region), matcher, opts.vcf))
-        info_fields = {name: SCORE_DESCRIPTIONS.get(name.rsplit("_", 1)[0] if name.endswith(("_fwd", "_rev")) else name,
-                                                    "janus finetuned head output") for name in schema.names
-                       if pa.types.is_floating(schema.field(name).type)}
+        info_fields = {f.name: info_description(f.name) for f in schema if pa.types.is_floating(f.type)}
         vcf_sink = _vcf_sink(reference.lengths, info_fields)
         counts = write_chunks(chunks, lambda group: score_chunk(group, run), schema, metadata,
                               opts.stream_options(), count_variants(opts.vcf, region),
@@ -177,6 +175,18 @@ def output_schema(scores: list[str], head: FinetunedHead | None, both_strands: b
         names += [f"{name}_{strand}" for strand in ("fwd", "rev") for name in names]
     fields += [pa.field(name, pa.float32()) for name in names]
     return pa.schema(fields + [pa.field("skip_reason", pa.string())])
+
+
+def info_description(column: str) -> str:
+    """The VCF INFO description of a score column."""
+    score, strand = column, ""
+    if column.endswith(("_fwd", "_rev")):
+        score, strand = column[:-4], {"_fwd": ", forward strand", "_rev": ", reverse-complement strand"}[column[-4:]]
+    if score in SCORE_DESCRIPTIONS:
+        return SCORE_DESCRIPTIONS[score] + strand
+    output, which = score.rsplit("_", 1)
+    windows_text = {"ref": "on the REF window", "alt": "on the ALT window", "diff": "ALT minus REF window"}[which]
+    return f"finetuned head {output} {windows_text}{strand}"
 
 
 def checked_chunks(variants: Iterable[Variant], matcher: ChromMatcher, source) -> Iterator[list[Variant]]:

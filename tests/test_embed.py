@@ -223,16 +223,18 @@ def test_unwritable_output_directory_exits_1(tmp_path, model_dir, monkeypatch):
     if os.access(read_only, os.W_OK):  # root writes anyway: fail the way a read-only directory does
 
         def permission_denied(path, *args, **kwargs):
-            raise PermissionError(13, "Permission denied", path)
+            raise PermissionError(13, "Permission denied", str(path))
 
-        monkeypatch.setattr("janus_cli.output.pq.ParquetWriter", permission_denied)
+        monkeypatch.setattr("pathlib.Path.mkdir", permission_denied)
     try:
         result = janus("embed", "-r", "20:1001-1100", "--fasta", FASTA, "--model", model_dir,
                        "-o", read_only / "emb.parquet")
         assert result.exit_code == 1 and str(read_only / "emb.parquet") in result.stderr
-        assert "Permission denied" in result.stderr and list(read_only.iterdir()) == []
+        assert "Permission denied" in result.stderr and "choose a writable output directory" in result.stderr
     finally:
+        monkeypatch.undo()
         read_only.chmod(0o755)
+    assert list(read_only.iterdir()) == []
 
 
 def test_bed_on_stdin(tmp_path, model_dir):
@@ -322,3 +324,26 @@ def test_empty_or_truncated_bed_exits_1_without_output(tmp_path, model_dir, cont
     result = janus("embed", bed, "--fasta", FASTA, "--model", model_dir, "-o", out)
     assert result.exit_code == 1 and message in result.stderr and str(bed) in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["regions.bed.gz"]
+
+
+def test_identical_windows_are_computed_once(model):
+    from janus_cli.inference import WindowRunner
+
+    runner = WindowRunner(model, torch.device("cpu"), rc="avg", batch_size=4)
+    computed = []
+    real_compute = runner.output.compute
+
+    class Counting:
+        name = runner.output.name
+        to_forward_strand = staticmethod(runner.output.to_forward_strand)
+
+        @staticmethod
+        def compute(m, ids):
+            computed.append(len(ids))
+            return real_compute(m, ids)
+
+    runner.output = Counting
+    a, b = janusdna.encode("ACGT" * 20), janusdna.encode("TTGCA" * 16)
+    outputs = runner.run([a, b, a, a, b])
+    assert sum(computed) == 2 * 2  # two distinct windows, each on both strands
+    assert torch.equal(outputs[0].forward, outputs[3].forward) and torch.equal(outputs[1].reverse, outputs[4].reverse)
