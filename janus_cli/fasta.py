@@ -46,6 +46,12 @@ class Reference:
         """Sequence of [start, end) (0-based half-open), upper-cased."""
         return self._fasta.fetch(chrom, start, end).upper()
 
+    def fetch_padded(self, chrom: str, start: int, end: int) -> str:
+        """Sequence of [start, end), which may reach past either end of the contig: N there."""
+        length = self.lengths[chrom]
+        inside = self.fetch(chrom, max(start, 0), min(end, length)) if start < length and end > 0 else ""
+        return "N" * max(0, min(end, 0) - start) + inside + "N" * max(0, end - max(start, length))
+
     def close(self):
         self._fasta.close()
 

@@ -139,17 +139,10 @@ def record_units(record_chunks: Iterable, reference: Reference, matcher: ChromMa
             yield unit
 
 
-def fetch_window(reference: Reference, contig: str, start: int, end: int) -> str:
-    """Reference text of [start, end), N outside the contig."""
-    length = reference.lengths[contig]
-    inside = reference.fetch(contig, max(start, 0), min(max(end, 0), length)) if start < length and end > 0 else ""
-    return "N" * max(0, -start) + inside + "N" * max(0, end - max(start, length))
-
-
 def n_fraction_of_window(reference: Reference, contig: str, start: int, end: int, block: int = 1 << 20) -> float:
     """Fraction of N in [start, end), read in blocks so long regions take little memory."""
     n = sum(windows.n_fraction(text) * len(text)
-            for text in (fetch_window(reference, contig, s, min(s + block, end)) for s in range(start, end, block)))
+            for text in (reference.fetch_padded(contig, s, min(s + block, end)) for s in range(start, end, block)))
     return n / (end - start)
 
 
@@ -175,7 +168,7 @@ def grouped_units(units: Iterable[Unit], tiles_per_chunk: int) -> Iterator[list[
 def likelihood_chunk(group: list[Unit], reference: Reference, runner: WindowRunner, opts: LikelihoodOptions,
                      schema: pa.Schema) -> pa.Table:
     """The output rows of one chunk."""
-    texts = [fetch_window(reference, u.contig, u.origin + start, u.origin + end)
+    texts = [reference.fetch_padded(u.contig, u.origin + start, u.origin + end)
              for u in group for start, end in u.tiles]
     where = [f"{reference.path}: {u.contig}:{u.origin + start + 1}-{u.origin + end} (record {u.name!r})"
              for u in group for start, end in u.tiles]

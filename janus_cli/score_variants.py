@@ -44,7 +44,6 @@ from .errors import DataError, UsageError
 from .fasta import Reference
 from .inference import (DTYPES, HIDDEN_AND_LOG_PROBS, InferenceOptions, StrandOutputs, WindowRunner,
                         average_log_probs, check_inference_options, provenance)
-from .likelihood import fetch_window
 from .reference_config import resolve_fasta
 from .regions import encode_reference_text
 from .runtime import log, resolve_device, set_threads
@@ -223,10 +222,10 @@ def variant_windows(variant: Variant, contig: str, reference: Reference, window:
         return windows.SKIP_EDGE
     if start0 + len(variant.ref) > contig_length:
         return windows.SKIP_EDGE
-    flank = fetch_window(reference, contig, left, start0)
+    flank = reference.fetch_padded(contig, left, start0)
     after = start0 + len(variant.ref)
     right_needed = window - len(flank) - min(len(variant.ref), len(variant.alt))
-    right = fetch_window(reference, contig, after, after + max(right_needed, 0))
+    right = reference.fetch_padded(contig, after, after + max(right_needed, 0))
     return Windows((flank + variant.ref + right)[:window], (flank + variant.alt + right)[:window], len(flank))
 
 

@@ -151,3 +151,13 @@ def test_bedgraph_track_and_tsv_on_stdout(tmp_path, tiny_model_dir):
     bad_track = janus("likelihood", "-r", region, "--fasta", HG38, "--model", tiny_model_dir, "--track", "llr_A",
                       "-o", tmp_path / "x.bedgraph")
     assert bad_track.exit_code == 2 and "--track 'llr_A'" in bad_track.stderr
+
+
+def test_fetch_padded_fills_n_outside_the_contig():
+    with Reference(DATA / "grch37_chr20_30.0-30.2Mb.fa.gz") as reference:
+        length = reference.lengths["20"]
+        whole = reference.fetch("20", 0, length)
+        for start, end in [(-5, 3), (-5, -1), (length - 3, length + 4), (length + 2, length + 5), (10, 20),
+                           (-2, length + 2)]:
+            expected = "".join(whole[i] if 0 <= i < length else "N" for i in range(start, end))
+            assert reference.fetch_padded("20", start, end) == expected
