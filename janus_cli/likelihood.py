@@ -63,7 +63,7 @@ class Unit:
     contig: str
     contig_length: int
     origin: int
-    start: int  # the record's start, for skipped records
+    start: int  # the record's own start (before any --window), for skipped records
     tiles: list[tuple[int, int]]
     owned: list[tuple[int, int]]
     skip_reason: str | None = None
@@ -122,11 +122,11 @@ def record_units(record_chunks: Iterable, reference: Reference, matcher: ChromMa
     """One Unit per record, in input order, with its tiles; skipped records have none."""
     for records in record_chunks:
         placed = placed_windows(records, reference.lengths, matcher, opts)
-        for row in placed.itertuples(index=False):
+        for record_start, row in zip(records["start"], placed.itertuples(index=False)):
             contig_length = reference.lengths.get(row.contig, 0)
             origin = row.start - row.pad_left
             length = row.pad_left + (row.end - row.start) + row.pad_right
-            unit = Unit(row.chrom, row.name, row.contig, contig_length, origin, row.start, [], [])
+            unit = Unit(row.chrom, row.name, row.contig, contig_length, origin, int(record_start), [], [])
             if isinstance(row.skip_reason, str):
                 unit.skip_reason = row.skip_reason
             elif length == 0:

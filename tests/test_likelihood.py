@@ -108,6 +108,7 @@ def test_real_exons_in_n_padding_or_past_the_contig_are_all_skipped(tmp_path, ti
     past_end = sum(start >= 23_000_000 for start in starts)  # the example contig is 23,000,000 bp
     expected = ["edge" if start >= 23_000_000 else "n_fraction" for start in starts]
     assert table["skip_reason"].tolist() == expected and 0 < past_end < len(starts)
+    assert table["pos"].tolist() == starts  # a skipped region's row sits at its start
     assert result.stderr.strip().splitlines()[-1] == (
         f"janus: likelihood: 0 bases scored, skipped records: chrom_missing 0, edge {past_end}, empty 0, "
         f"n_fraction {len(starts) - past_end}")
