@@ -343,6 +343,8 @@ def sequence_log_likelihood(logp: torch.Tensor, text: str) -> float:
 
 def _vcf_sink(contig_lengths: dict[str, int], info_fields: dict[str, str]):
     def write(path: Path, tables, schema: pa.Schema, metadata: dict):
-        write_scores_vcf(path, tables, contig_lengths, info_fields, metadata)
+        # the chunk bookkeeping is for janus merge, which reads Parquet only
+        provenance_only = {k: v for k, v in metadata.items() if k not in ("janus_chunks", "janus_shard")}
+        write_scores_vcf(path, tables, contig_lengths, info_fields, provenance_only)
 
     return write
