@@ -30,8 +30,8 @@ from .fasta import Reference
 from .inference import DTYPES, InferenceOptions, WindowRunner, check_inference_options, load_inference_model, provenance
 from .reference_config import resolve_fasta
 from .regions import RECORD_COLUMNS, count_region_records, record_sequences, region_chunks, stitch_tiles
-from .runtime import log, resolve_device, set_threads
-from .streaming import Chunk, format_skips, write_chunks
+from .runtime import resolve_device, set_threads
+from .streaming import Chunk, format_skips, log_summary, write_chunks
 
 POOLINGS = ("mean", "max", "center")
 RECORDS_PER_CHUNK = 256
@@ -81,7 +81,7 @@ def embed(opts: EmbedOptions, argv: list[str]) -> Counter:
                   for records in region_chunks(opts.bed, opts.regions, reference.lengths, matcher, RECORDS_PER_CHUNK))
         counts = write_chunks(chunks, lambda records: embed_chunk(records, run), schema, metadata,
                               opts.stream_options(), count_region_records(opts.bed, opts.regions))
-    log(f"janus: embed: {sum(counts.values())} records, {counts.get(None, 0)} embedded, skipped: {format_skips(counts)}")
+    log_summary(f"janus: embed: {sum(counts.values())} records, {counts.get(None, 0)} embedded, skipped: {format_skips(counts)}")
     return counts
 
 

@@ -35,8 +35,8 @@ from .inference import (BASE_LOG_PROBS, DTYPES, InferenceOptions, WindowRunner, 
                         check_inference_options, load_inference_model, provenance)
 from .reference_config import resolve_fasta
 from .regions import count_region_records, encode_reference_text, placed_windows, region_chunks
-from .runtime import log, resolve_device, set_threads
-from .streaming import Chunk, format_skips, write_chunks, write_output_file
+from .runtime import resolve_device, set_threads
+from .streaming import Chunk, format_skips, log_summary, write_chunks, write_output_file
 
 BASES = "ACGT"
 RECORDS_PER_READ = 256
@@ -100,7 +100,7 @@ def likelihood(opts: LikelihoodOptions, argv: list[str]) -> Counter:
             chunks, lambda group: likelihood_chunk(group, reference, runner, opts, schema), schema, metadata,
             opts.stream_options(), count_region_records(opts.bed, opts.regions),
             sinks={suffix: bedgraph_sink(opts.track) for suffix in BEDGRAPH_SUFFIXES})
-    log(f"janus: likelihood: {counts.get(None, 0)} bases scored, skipped records: {format_skips(counts)}")
+    log_summary(f"janus: likelihood: {counts.get(None, 0)} bases scored, skipped records: {format_skips(counts)}")
     return counts
 
 

@@ -24,8 +24,8 @@ from .finetune import Task, load_finetuned
 from .inference import DTYPES, WindowRunner, check_inference_options, provenance
 from .reference_config import resolve_fasta
 from .regions import RECORD_COLUMNS, count_region_records, region_chunks
-from .runtime import log, resolve_device, set_threads
-from .streaming import Chunk, format_skips, write_chunks
+from .runtime import resolve_device, set_threads
+from .streaming import Chunk, format_skips, log_summary, write_chunks
 
 PREDICT_RC_MODES = ("avg", "none")
 
@@ -61,7 +61,7 @@ def predict_regions(opts: EmbedOptions, argv: list[str]) -> Counter:
                   for records in region_chunks(opts.bed, opts.regions, reference.lengths, matcher, RECORDS_PER_CHUNK))
         counts = write_chunks(chunks, predict_chunk, schema, metadata, opts.stream_options(),
                               count_region_records(opts.bed, opts.regions))
-    log(f"janus: predict: {sum(counts.values())} records, {counts.get(None, 0)} predicted, "
+    log_summary(f"janus: predict: {sum(counts.values())} records, {counts.get(None, 0)} predicted, "
         f"skipped: {format_skips(counts)}")
     return counts
 

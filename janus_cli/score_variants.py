@@ -47,7 +47,7 @@ from .inference import (DTYPES, HIDDEN_AND_LOG_PROBS, InferenceOptions, StrandOu
 from .reference_config import resolve_fasta
 from .regions import encode_reference_text
 from .runtime import log, resolve_device, set_threads
-from .streaming import Chunk, format_skips, write_chunks
+from .streaming import Chunk, format_skips, log_summary, write_chunks
 from .variants import VARIANT_SKIP_REASONS, Variant, count_variants, read_variants, write_scores_vcf
 
 SCORES = ("llr", "ref_logp", "alt_logp", "delta_pll", "emb_cosine", "emb_l2")
@@ -147,7 +147,7 @@ def score_variants(opts: ScoreOptions, argv: list[str]) -> Counter:
                               sinks={suffix: vcf_sink for suffix in VCF_SUFFIXES})
     if run.warnings[SKIP_REF_MISMATCH] > MAX_WARNINGS:
         log(f"janus: warning: {run.warnings[SKIP_REF_MISMATCH]} REF mismatches in all (first {MAX_WARNINGS} shown)")
-    log(f"janus: score-variants: {sum(counts.values())} alleles, {counts.get(None, 0)} scored, "
+    log_summary(f"janus: score-variants: {sum(counts.values())} alleles, {counts.get(None, 0)} scored, "
         f"skipped: {format_skips(counts, SKIP_REASONS)}")
     return counts
 

@@ -137,6 +137,13 @@ def write_chunks(chunks: Iterable[Chunk], compute: Callable[[object], pa.Table],
     return counts
 
 
+def log_summary(message: str):
+    """The run's closing summary line on stderr, once: under torchrun rank 0 writes the output and
+    holds the whole run's counts."""
+    if distributed_world()[0] == 0:
+        log(message)
+
+
 def format_skips(counts: Counter, reasons=SKIP_REASONS) -> str:
     """'chrom_missing 0, edge 1, ...': the skip counts of a run summary, every reason listed."""
     return ", ".join(f"{reason} {counts.get(reason, 0)}" for reason in reasons)

@@ -2,7 +2,6 @@
 sequence, NA12878 variants and Genomic Benchmarks regions, written in the schemas of the janus
 commands that make them; images checked to be valid files of the requested format."""
 
-import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
