@@ -27,7 +27,7 @@ from . import windows
 from .chroms import ChromMatcher, read_alias_table
 from .errors import UsageError
 from .fasta import Reference
-from .inference import DTYPES, InferenceOptions, WindowRunner, check_inference_options, load_inference_model, provenance
+from .inference import DTYPES, HIDDEN_STATES, InferenceOptions, StrandOutputs, WindowRunner, check_inference_options, load_inference_model, provenance
 from .reference_config import resolve_fasta
 from .regions import RECORD_COLUMNS, count_region_records, record_sequences, region_chunks, stitch_tiles
 from .runtime import resolve_device, set_threads
@@ -121,7 +121,7 @@ def embed_chunk(chunk: pd.DataFrame, run: EmbedRun) -> pa.Table:
         if opts.rc == "both":
             embeddings[i], embeddings_rc[i] = pool(forward, opts), pool(reverse, opts)
         else:
-            embeddings[i] = pool(forward if reverse is None else (forward + reverse) / 2, opts)
+            embeddings[i] = pool(HIDDEN_STATES.combined(StrandOutputs(forward, reverse)), opts)
 
     columns = {name: chunk[name].tolist() for name in RECORD_COLUMNS}
     columns["embedding"] = embeddings

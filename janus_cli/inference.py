@@ -33,34 +33,52 @@ RC_MODES = ("avg", "none", "both")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
+def _mean(forward: torch.Tensor, reverse: torch.Tensor) -> torch.Tensor:
+    return (forward + reverse) / 2
+
+
+def _log_mean_prob(forward: torch.Tensor, reverse: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities of both strands combined as the log of their mean probability (a
+    proper distribution, unlike the mean of the logs)."""
+    return torch.logaddexp(forward, reverse) - math.log(2)
+
+
 @dataclass(frozen=True)
 class OutputKind:
-    """What the runner computes per window: compute(model, ids [B, L]) -> [B, L, ...], and how a
-    reverse-complement pass's output [B, L, ...] is put back in forward-strand order."""
+    """What the runner computes per window: compute(model, ids [B, L]) -> [B, L, ...], how a
+    reverse-complement pass's output [B, L, ...] is put back in forward-strand order, and how the
+    two strands' outputs (forward-strand order) are combined into one."""
 
     name: str
     compute: Callable[[JanusDNA, torch.Tensor], torch.Tensor]
     to_forward_strand: Callable[[torch.Tensor], torch.Tensor]
+    combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+    def combined(self, outputs: "StrandOutputs") -> torch.Tensor:
+        """Both strands combined, or the forward strand alone without a reverse pass."""
+        return outputs.forward if outputs.reverse is None else self.combine(outputs.forward, outputs.reverse)
 
 
 HIDDEN_STATES = OutputKind(
     "hidden_states",
     compute=lambda model, ids: model.hidden_states(ids),
     to_forward_strand=lambda out: out.flip(1),
+    combine=_mean,
 )
 # the last axis is A, C, G, T: reversing it complements the bases
 BASE_LOG_PROBS = OutputKind(
     "base_log_probs",
     compute=lambda model, ids: model.base_log_probs(ids),
     to_forward_strand=lambda out: out.flip(1).flip(-1),
+    combine=_log_mean_prob,
 )
-
-
 # hidden states [.., d] followed by the base log-probabilities [.., 4] (A, C, G, T)
 HIDDEN_AND_LOG_PROBS = OutputKind(
     "hidden_and_log_probs",
     compute=lambda model, ids: _hidden_and_log_probs(model, ids),
-    to_forward_strand=lambda out: torch.cat([out[..., :-4].flip(1), out[..., -4:].flip(1).flip(-1)], -1),
+    to_forward_strand=lambda out: torch.cat([HIDDEN_STATES.to_forward_strand(out[..., :-4]),
+                                             BASE_LOG_PROBS.to_forward_strand(out[..., -4:])], -1),
+    combine=lambda f, r: torch.cat([_mean(f[..., :-4], r[..., :-4]), _log_mean_prob(f[..., -4:], r[..., -4:])], -1),
 )
 
 
@@ -76,9 +94,6 @@ class StrandOutputs:
 
     forward: torch.Tensor
     reverse: torch.Tensor | None
-
-    def averaged(self) -> torch.Tensor:
-        return self.forward if self.reverse is None else (self.forward + self.reverse) / 2
 
 
 class WindowRunner:
@@ -123,14 +138,6 @@ class WindowRunner:
                 reverse_pass = self.output.compute(self.model, reverse_complement(ids))
                 reverse = self.output.to_forward_strand(reverse_pass).float().cpu()
         return [StrandOutputs(forward[i], None if reverse is None else reverse[i]) for i in range(len(ids))]
-
-
-def average_log_probs(outputs: StrandOutputs) -> torch.Tensor:
-    """Per-base log-probabilities of both strands combined as the log of their mean probability
-    (a proper distribution, unlike the mean of the logs)."""
-    if outputs.reverse is None:
-        return outputs.forward
-    return torch.logaddexp(outputs.forward, outputs.reverse) - math.log(2)
 
 
 @dataclass

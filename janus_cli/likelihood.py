@@ -31,7 +31,7 @@ from .chroms import ChromMatcher, read_alias_table
 from .embed import tile_overlap
 from .errors import UsageError
 from .fasta import Reference
-from .inference import (BASE_LOG_PROBS, DTYPES, InferenceOptions, WindowRunner, average_log_probs,
+from .inference import (BASE_LOG_PROBS, DTYPES, InferenceOptions, WindowRunner,
                         check_inference_options, load_inference_model, provenance)
 from .reference_config import resolve_fasta
 from .regions import count_region_records, encode_reference_text, placed_windows, region_chunks
@@ -189,7 +189,7 @@ def likelihood_chunk(group: list[Unit], reference: Reference, runner: WindowRunn
 
 
 def _scored_rows(unit: Unit, positions: np.ndarray, text: str, offsets: np.ndarray, strands, opts, schema) -> pa.Table:
-    logp = average_log_probs(strands)[offsets].numpy()
+    logp = BASE_LOG_PROBS.combined(strands)[offsets].numpy()
     ref = np.frombuffer(text.encode("ascii"), dtype="S1")[offsets].astype(str)
     ref_index = np.array([BASES.find(b) for b in ref])
     known = ref_index >= 0

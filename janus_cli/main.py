@@ -166,7 +166,12 @@ def finetune(
         run_finetune(opts)
 
 
-# options shared by the inference commands (embed, likelihood, score-variants, predict)
+# arguments and options shared by the inference commands (embed, likelihood, score-variants, predict)
+REGIONS_BED = typer.Argument(None, help="BED3-BED6+ regions, plain or gzipped; - reads stdin.")
+REGIONS = typer.Option([], "-r", "--region", show_default=False,
+                       help="A region chr:beg-end, 1-based inclusive (repeatable) (default: none).")
+TILE_OVERLAP = typer.Option(None, "--tile-overlap", show_default=False,
+                            help="Overlap in bp of the tiles of regions longer than the model (default: a quarter of its max_seq_len).")
 OUT = typer.Option(None, "-o", "--out", show_default=False,
                    help="Output file: .parquet (default), .tsv, or - for TSV on stdout (default: TSV on stdout).")
 FASTA = typer.Option(None, "--fasta", show_default=False,
@@ -207,15 +212,15 @@ def _argv() -> list[str]:
     ),
 )
 def embed(
-    regions_bed: Path = typer.Argument(None, help="BED3-BED6+ regions, plain or gzipped; - reads stdin."),
-    regions: list[str] = typer.Option([], "-r", "--region", help="A region chr:beg-end, 1-based inclusive (repeatable) (default: none).", show_default=False),
+    regions_bed: Path = REGIONS_BED,
+    regions: list[str] = REGIONS,
     out: str = OUT,
     fasta: Path = FASTA,
     model: str = MODEL,
     window: int = typer.Option(None, "--window", help="Embed a window of this many bp centred on each region (default: the region itself).", show_default=False),
     edge: str = EDGE,
     max_n_frac: float = MAX_N_FRAC,
-    tile_overlap: int = typer.Option(None, "--tile-overlap", help="Overlap in bp of the tiles of sequences longer than the model (default: a quarter of its max_seq_len).", show_default=False),
+    tile_overlap: int = TILE_OVERLAP,
     pooling: str = typer.Option("mean", "--pooling", help="Pool positions by mean, max or center (default: mean).", show_default=False),
     per_position: bool = typer.Option(False, "--per-position", help="Keep one vector per base instead of pooling, for short regions (default: pool).", show_default=False),
     rc: str = RC,
@@ -250,8 +255,8 @@ def embed(
     ),
 )
 def likelihood(
-    regions_bed: Path = typer.Argument(None, help="BED3-BED6+ regions, plain or gzipped; - reads stdin."),
-    regions: list[str] = typer.Option([], "-r", "--region", help="A region chr:beg-end, 1-based inclusive (repeatable) (default: none).", show_default=False),
+    regions_bed: Path = REGIONS_BED,
+    regions: list[str] = REGIONS,
     out: str = typer.Option(None, "-o", "--out", show_default=False,
                             help="Output file: .parquet (default), .tsv, .bedgraph (one --track), or - for TSV on stdout (default: TSV on stdout)."),
     fasta: Path = FASTA,
@@ -259,7 +264,7 @@ def likelihood(
     window: int = typer.Option(None, "--window", help="Score a window of this many bp centred on each region (default: the region itself).", show_default=False),
     edge: str = EDGE,
     max_n_frac: float = MAX_N_FRAC,
-    tile_overlap: int = typer.Option(None, "--tile-overlap", help="Overlap in bp of the tiles of regions longer than the model (default: a quarter of its max_seq_len).", show_default=False),
+    tile_overlap: int = TILE_OVERLAP,
     mutagenesis: bool = typer.Option(False, "--mutagenesis", help="Add llr_A..llr_T: log P(alt) - log P(ref) for every base at every position (default: off).", show_default=False),
     track: str = typer.Option("logp_ref", "--track", help="The column a .bedgraph output holds, e.g. logp_ref, entropy, llr_A (default: logp_ref).", show_default=False),
     rc: str = RC,
@@ -363,7 +368,7 @@ def merge(
 )
 def predict(
     seqs: str = typer.Argument(None, help="CSV/TSV/Parquet with a sequence column, or BED3-BED6+ regions (plain or gzipped; - reads a BED from stdin)."),
-    regions: list[str] = typer.Option([], "-r", "--region", help="A region chr:beg-end, 1-based inclusive (repeatable) (default: none).", show_default=False),
+    regions: list[str] = REGIONS,
     model: str = typer.Option(..., "--model", help="Finetuned model directory (from janus finetune)."),
     out: str = OUT,
     fasta: Path = FASTA,
@@ -371,7 +376,7 @@ def predict(
     window: int = typer.Option(None, "--window", help="Regions: predict on a window of this many bp centred on each region (default: the region itself).", show_default=False),
     edge: str = EDGE,
     max_n_frac: float = MAX_N_FRAC,
-    tile_overlap: int = typer.Option(None, "--tile-overlap", help="Overlap in bp of the tiles of regions longer than the model (default: a quarter of its max_seq_len).", show_default=False),
+    tile_overlap: int = TILE_OVERLAP,
     rc: str = typer.Option("avg", "--rc", show_default=False, help="Regions: avg averages both strands, none uses the region's strand only (default: avg; tables always average)."),
     chrom_alias: Path = CHROM_ALIAS,
     batch_size: int = BATCH_SIZE,

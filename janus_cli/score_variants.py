@@ -42,8 +42,8 @@ from . import intervals, windows
 from .chroms import ChromMatcher, read_alias_table
 from .errors import DataError, UsageError
 from .fasta import Reference
-from .inference import (DTYPES, HIDDEN_AND_LOG_PROBS, InferenceOptions, StrandOutputs, WindowRunner,
-                        average_log_probs, check_inference_options, provenance)
+from .inference import (DTYPES, HIDDEN_AND_LOG_PROBS, InferenceOptions, WindowRunner,
+                        check_inference_options, provenance)
 from .reference_config import resolve_fasta
 from .regions import encode_reference_text
 from .runtime import log, resolve_device, set_threads
@@ -246,7 +246,7 @@ def score_chunk(group: list[Variant], run: ScoreRun) -> pa.Table:
     ref_outputs = dict(zip(order, outputs[:len(order)]))
     alt_outputs = dict(zip(order, outputs[len(order):])) if need_alt else {}
 
-    strands = [("", _averaged)]
+    strands = [("", HIDDEN_AND_LOG_PROBS.combined)]
     if opts.rc == "both":
         strands += [("_fwd", lambda o: o.forward), ("_rev", lambda o: o.reverse)]
     columns = {name: [None] * len(group) for name in run.schema.names}
@@ -293,16 +293,6 @@ def _warn_ref(variant: Variant, actual: str, run: ScoreRun):
     if run.warnings[SKIP_REF_MISMATCH] <= MAX_WARNINGS:
         log(f"janus: warning: {run.opts.vcf}: record {variant.record_number} ({variant.chrom}:{variant.pos}): "
             f"REF {variant.ref} but the reference has {actual}; scored with the VCF's REF")
-
-
-def _averaged(outputs: StrandOutputs) -> torch.Tensor:
-    """Both strands combined: hidden states averaged, base log-probabilities as the log of the
-    mean probability."""
-    if outputs.reverse is None:
-        return outputs.forward
-    hidden = (outputs.forward[:, :-4] + outputs.reverse[:, :-4]) / 2
-    logp = average_log_probs(StrandOutputs(outputs.forward[:, -4:], outputs.reverse[:, -4:]))
-    return torch.cat([hidden, logp], -1)
 
 
 BASE_INDEX = {base: i for i, base in enumerate("ACGT")}

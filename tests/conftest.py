@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -24,3 +25,21 @@ def tiny_model_dir(tmp_path_factory):
     torch.manual_seed(1)
     config = janusdna.JanusDNAConfig(d_model=16, n_layers=2, fusion_attn_dim=32, n_experts=4, max_seq_len=256)
     return janusdna.save(janusdna.JanusDNA(config), tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture
+def read_only_dir(tmp_path, monkeypatch):
+    """A directory nobody can create files in. Root writes in read-only directories anyway, so
+    there creating anything is made to fail the same way (Path.mkdir raises PermissionError)."""
+    directory = tmp_path / "read_only"
+    directory.mkdir()
+    directory.chmod(0o555)
+    if os.access(directory, os.W_OK):
+
+        def permission_denied(path, *args, **kwargs):
+            raise PermissionError(13, "Permission denied", str(path))
+
+        monkeypatch.setattr("pathlib.Path.mkdir", permission_denied)
+    yield directory
+    monkeypatch.undo()
+    directory.chmod(0o755)

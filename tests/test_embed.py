@@ -1,7 +1,6 @@
 """janus embed and the inference pieces under it (reference lookup, chromosome names, windows,
 batched runner, atomic Parquet output), checked against the model run directly."""
 
-import os
 import subprocess
 import sys
 
@@ -216,25 +215,12 @@ def test_bad_bed_exits_1_naming_file_and_line_without_output(tmp_path, model_dir
     assert not out.exists()
 
 
-def test_unwritable_output_directory_exits_1(tmp_path, model_dir, monkeypatch):
-    read_only = tmp_path / "read_only"
-    read_only.mkdir()
-    read_only.chmod(0o555)
-    if os.access(read_only, os.W_OK):  # root writes anyway: fail the way a read-only directory does
-
-        def permission_denied(path, *args, **kwargs):
-            raise PermissionError(13, "Permission denied", str(path))
-
-        monkeypatch.setattr("pathlib.Path.mkdir", permission_denied)
-    try:
-        result = janus("embed", "-r", "20:1001-1100", "--fasta", FASTA, "--model", model_dir,
-                       "-o", read_only / "emb.parquet")
-        assert result.exit_code == 1 and str(read_only / "emb.parquet") in result.stderr
-        assert "Permission denied" in result.stderr and "choose a writable output directory" in result.stderr
-    finally:
-        monkeypatch.undo()
-        read_only.chmod(0o755)
-    assert list(read_only.iterdir()) == []
+def test_unwritable_output_directory_exits_1(read_only_dir, model_dir):
+    result = janus("embed", "-r", "20:1001-1100", "--fasta", FASTA, "--model", model_dir,
+                   "-o", read_only_dir / "emb.parquet")
+    assert result.exit_code == 1 and str(read_only_dir / "emb.parquet") in result.stderr
+    assert "Permission denied" in result.stderr and "choose a writable output directory" in result.stderr
+    assert list(read_only_dir.iterdir()) == []
 
 
 def test_bed_on_stdin(tmp_path, model_dir):
