@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import EXAMPLES, HG38
+from janus_cli import score_variants as score_variants_module
 from janus_cli.main import app
 from janus_cli.streaming import Progress, parse_shard
 from janus_cli.errors import UsageError
@@ -88,7 +89,7 @@ def test_two_torchrun_processes_write_what_one_process_writes(tmp_path, tiny_mod
     assert not (tmp_path / ".scores.parquet.partial").exists()
 
 
-def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_model_dir):
+def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_model_dir, monkeypatch):
     args = score_args(tiny_model_dir, "--window", 96, "--scores", "llr,delta_pll")  # about 4 s per chunk
     out = tmp_path / "scores.parquet"
     partial = tmp_path / ".scores.parquet.partial"
@@ -102,8 +103,14 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_model_d
     finished = sorted(p.name for p in partial.glob("chunk-*.parquet"))
     assert 1 <= len(finished) < 4 and not out.exists()
 
+    computed = []
+    real_score_chunk = score_variants_module.score_chunk
+    monkeypatch.setattr(score_variants_module, "score_chunk",
+                        lambda group, run: computed.append(1) or real_score_chunk(group, run))
     result = janus(*args, "-o", out, "--resume")
+    monkeypatch.undo()
     assert result.exit_code == 0, result.output
+    assert len(computed) == 4 - len(finished)  # only the unfinished chunks are computed again
     assert f"resuming {out}: {len(finished)} chunks already done" in result.stderr
     uninterrupted = tmp_path / "uninterrupted.parquet"
     assert janus(*args, "-o", uninterrupted).exit_code == 0
