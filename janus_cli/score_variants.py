@@ -204,15 +204,18 @@ def checked_chunks(variants: Iterable[Variant], matcher: ChromMatcher, source) -
 
 @dataclass
 class Windows:
-    """A variant's two windows and where the variant sits in them."""
+    """A variant's two windows, where the variant sits in them, and what the reference has where
+    the VCF says REF."""
 
     ref_text: str
     alt_text: str
     offset: int  # the variant's first base in both windows
+    reference_allele: str
 
 
 def variant_windows(variant: Variant, contig: str, reference: Reference, window: int, edge: str) -> Windows | str:
-    """The reference and alternative windows, or the skip_reason (edge) when they do not fit."""
+    """The reference and alternative windows, read from the reference in one fetch, or the
+    skip_reason (edge) when they do not fit."""
     start0 = variant.pos - 1
     contig_length = reference.lengths[contig]
     left = start0 - window // 2
@@ -220,13 +223,15 @@ def variant_windows(variant: Variant, contig: str, reference: Reference, window:
         left = min(max(left, 0), max(contig_length - window, 0))
     elif edge == "skip" and (left < 0 or left + window > contig_length):
         return windows.SKIP_EDGE
-    if start0 + len(variant.ref) > contig_length:
-        return windows.SKIP_EDGE
-    flank = reference.fetch_padded(contig, left, start0)
     after = start0 + len(variant.ref)
-    right_needed = window - len(flank) - min(len(variant.ref), len(variant.alt))
-    right = reference.fetch_padded(contig, after, after + max(right_needed, 0))
-    return Windows((flank + variant.ref + right)[:window], (flank + variant.alt + right)[:window], len(flank))
+    if after > contig_length:
+        return windows.SKIP_EDGE
+    flank_length = start0 - left
+    right_needed = max(window - flank_length - min(len(variant.ref), len(variant.alt)), 0)
+    span = reference.fetch_padded(contig, left, after + right_needed)
+    flank, right = span[:flank_length], span[after - left:]
+    return Windows((flank + variant.ref + right)[:window], (flank + variant.alt + right)[:window], flank_length,
+                   span[flank_length:after - left])
 
 
 def score_chunk(group: list[Variant], run: ScoreRun) -> pa.Table:
@@ -271,7 +276,7 @@ def _placement(variant: Variant, i: int, run: ScoreRun, placed: dict[int, Window
     found = variant_windows(variant, contig, run.reference, run.window, run.opts.edge)
     if isinstance(found, str):
         return found
-    actual = run.reference.fetch(contig, variant.pos - 1, variant.pos - 1 + len(variant.ref))
+    actual = found.reference_allele
     if actual != variant.ref:
         if run.opts.check_ref == "error":
             raise DataError(
