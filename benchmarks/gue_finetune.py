@@ -23,8 +23,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+import dnalm
 import janusdna
-from janus_cli.finetune import FinetuneOptions, finetune, load_backbone
+from janus_cli.commands.finetune import FinetuneOptions, finetune
 
 # the shared data folder sits beside the repository checkout
 DATA = Path(__file__).resolve().parents[2] / "shared/data/benchmarks/gue_prom_core_notata"
@@ -42,9 +43,9 @@ def subset(source: Path, n: int | None, seed: int, target: Path) -> Path:
 
 def random_init_like(model_ref: str, seed: int, target: Path) -> Path:
     """A randomly initialised model with the architecture of model_ref, saved to target."""
-    backbone, _ = load_backbone(model_ref, seed, torch.device("cpu"))
+    backbone, _ = dnalm.load_or_preset(model_ref, seed=seed)
     torch.manual_seed(seed)
-    return janusdna.save(janusdna.JanusDNA(backbone.config), target)
+    return dnalm.save(type(backbone)(backbone.config), target)
 
 
 def markdown_table(rows: list[dict]) -> str:

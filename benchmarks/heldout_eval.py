@@ -41,8 +41,8 @@ from baselines import (
     interpolated_tables,
     score,
 )
-from janus_cli.fasta import Reference
-from janus_cli.intervals import parse_region
+from janus_cli.io.fasta import Reference
+from janus_cli.io.intervals import parse_region
 
 # the shared data folder sits beside the repository checkout
 DATA = Path(__file__).resolve().parents[2] / "shared/data"

@@ -12,21 +12,20 @@ import time
 
 import torch
 
-import janusdna
-from janus_cli.pretrain import janus_lm_loss
+import dnalm
 
 
 def measure(preset: str, seq_len: int, batch_size: int, steps: int) -> float:
     """Best tokens/s over `steps` optimizer steps, after one warm-up step."""
     torch.manual_seed(0)
-    model = janusdna.from_preset(preset).train()
+    model = dnalm.from_preset(preset).train()
     optimizer = torch.optim.AdamW(model.optimizer_groups(0.1), lr=1e-3, betas=(0.9, 0.95))
     ids = torch.randint(7, 11, (batch_size, seq_len))
     best = 0.0
     for step in range(steps + 1):
         start = time.perf_counter()
-        ce, aux = janus_lm_loss(model, ids)
-        (ce + aux).backward()
+        loss, _ = model.pretraining_loss(ids)
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -50,7 +49,7 @@ def main():
     print("|---|---:|---:|")
     for preset in args.presets:
         tokens_per_s = measure(preset, args.seq_len, args.batch_size, args.steps)
-        params = janusdna.from_preset(preset).num_parameters()
+        params = dnalm.from_preset(preset).num_parameters()
         print(f"| {preset} | {params:,} | {tokens_per_s:,.0f} |", flush=True)
 
 

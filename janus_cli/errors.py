@@ -24,11 +24,11 @@ class DataError(Exception):
 @contextlib.contextmanager
 def reported_errors():
     """Print known errors as 'janus: error: ...' and exit with their code; no traceback."""
-    from janusdna import CheckpointError
+    from dnalm import CapabilityError, CheckpointError
 
     try:
         yield
-    except UsageError as exc:
+    except (UsageError, CapabilityError) as exc:
         print(f"janus: error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_USAGE_ERROR) from None
     except (DataError, CheckpointError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:

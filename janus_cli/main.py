@@ -7,14 +7,14 @@ from pathlib import Path
 
 import typer
 
-import janusdna
+import dnalm
 
 from .errors import UsageError, reported_errors
 from .plot_cli import plot_app
 
 app = typer.Typer(
     name="janus",
-    help="Genomics with JanusDNA, a bidirectional DNA foundation model.",
+    help="Genomics with DNA language models (JanusDNA, HybriDNA, MergeDNA).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -24,7 +24,7 @@ app.add_typer(plot_app, name="plot")
 
 def _print_version(value: bool):
     if value:
-        print(janusdna.__version__)
+        print(dnalm.__version__)
         raise typer.Exit()
 
 
@@ -34,23 +34,30 @@ def main(
         False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
     ),
 ):
-    """Genomics with JanusDNA, a bidirectional DNA foundation model."""
+    """Genomics with DNA language models (JanusDNA, HybriDNA, MergeDNA)."""
 
 
 @app.command(
-    epilog="Examples:\n\n  janus info janusdna-d144\n\n  janus info my_model_dir --json",
+    epilog="Examples:\n\n  janus info janusdna-d144\n\n  janus info my_model_dir --json\n\n  janus info --list",
 )
 def info(
-    model: str = typer.Argument(..., help="Model directory, shipped model name, or preset name (random weights)."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of key<TAB>value lines."),
+    model: str = typer.Argument(None, help="Model directory, shipped model name, or preset name (random weights)."),
+    list_models: bool = typer.Option(False, "--list", help="List the shipped models and presets of every architecture: name, arch, kind, parameters (default: describe MODEL)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tab-separated lines (default: tab-separated)."),
 ):
-    """Print a model's config, total and activated parameter counts, and weights sha256."""
-    from .model_info import describe_model
+    """Print a model's architecture, config, parameter counts and weights sha256, or list the models janus knows."""
+    from .commands.model_info import describe_model, known_models
 
     with reported_errors():
-        described = describe_model(model)
+        if list_models == (model is not None):
+            raise UsageError("give a MODEL or --list")
+        described = known_models() if list_models else describe_model(model)
     if as_json:
         print(json.dumps(described, indent=2))
+    elif list_models:
+        print("name\tarch\tkind\tparameters")
+        for entry in described:
+            print("\t".join(str(entry[k]) for k in ("name", "arch", "kind", "parameters")))
     else:
         for key, value in described.items():
             print(f"{key}\t{value}")
@@ -61,30 +68,37 @@ def info(
     epilog="Example:\n\n  janus import-checkpoint last.ckpt model_config.json -o janusdna-d72/",
 )
 def import_checkpoint(
-    ckpt: Path = typer.Argument(..., help="Original JanusDNA training checkpoint (Lightning .ckpt), read weights-only."),
-    model_config: Path = typer.Argument(..., help="The run's model_config.json ({\"config\": {...}})."),
+    ckpt: Path = typer.Argument(..., help="Checkpoint of the architecture's original code (JanusDNA: a Lightning .ckpt), read weights-only."),
+    model_config: Path = typer.Argument(..., help="The original run's model config (JanusDNA: model_config.json, {\"config\": {...}})."),
     out: Path = typer.Option(..., "-o", "--out", help="Output model directory (native config.json + model.safetensors)."),
+    arch: str = typer.Option("janusdna", "--arch", show_default=False, help="Architecture of the checkpoint (default: janusdna)."),
 ):
-    """Convert an original JanusDNA checkpoint into a native model directory."""
+    """Convert a checkpoint of an architecture's original code into a native model directory."""
     with reported_errors():
-        model = janusdna.from_original(ckpt, model_config)
-        janusdna.save(model, out)
+        try:
+            importer = dnalm.architecture(arch).import_original
+        except ValueError as exc:
+            raise UsageError(f"--arch: {exc}") from None
+        if importer is None:
+            raise UsageError(f"--arch {arch}: janus has no importer for this architecture's original checkpoints")
+        model = importer(ckpt, model_config)
+        dnalm.save(model, out)
     typer.echo(f"janus: wrote {out} ({model.num_parameters():,} parameters)", err=True)
 
 
 @app.command(
     epilog=(
         "Examples:\n\n"
-        "  janus pretrain --fasta GRCh37_chr20.fa.gz --val-regions 20:58,000,001-63,025,520 -o run/ --steps 2000\n\n"
+        "  janus pretrain --fasta GRCh37_chr20.fa.gz --val-region 20:58,000,001-63,025,520 -o run/ --steps 2000\n\n"
         "  torchrun --nproc_per_node=2 -m janus_cli pretrain --fasta hg38.fa --val-chroms chr21 -o run/\n\n"
         "  janus pretrain --fasta hg38.fa -o run/ --resume"
     ),
 )
 def pretrain(
-    fasta: Path = typer.Option(..., "--fasta", help="Reference FASTA, plain or bgzipped (indexed, or indexable)."),
+    fasta: Path = typer.Option(..., "--fasta", help="Reference FASTA: plain, gzipped or bgzipped."),
     out: Path = typer.Option(..., "-o", "--out", help="Run directory (model/, checkpoints/, metrics.parquet)."),
-    preset: str = typer.Option("janusdna-d32", help="Architecture preset (see `janus info PRESET`)."),
-    config: Path = typer.Option(None, help="JSON model config (native config.json fields); overrides --preset (default: none)."),
+    preset: str = typer.Option("janusdna-d32", help="Model preset, named after its architecture (`janus info --list`)."),
+    config: Path = typer.Option(None, help="JSON model config (a native config.json: \"arch\" and its fields; no arch means janusdna); overrides --preset (default: none)."),
     bed: Path = typer.Option(None, help="Sample training windows only inside these BED intervals (default: the whole genome)."),
     val_chroms: list[str] = typer.Option([], "--val-chroms", help="Hold out these contigs for validation (repeatable) (default: none)."),
     val_bed: Path = typer.Option(None, help="Hold out these BED intervals for validation (default: none)."),
@@ -107,10 +121,10 @@ def pretrain(
     threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ):
-    """Pretrain JanusDNA on a genome (Janus modeling: every base predicted from all others)."""
+    """Pretrain a model on a genome with its architecture's objective (JanusDNA: every base predicted from all others)."""
     import sys
 
-    from .pretrain import PretrainOptions, pretrain as run_pretrain
+    from .commands.pretrain import PretrainOptions, pretrain as run_pretrain
 
     opts = PretrainOptions(
         fasta=fasta, run_dir=out, preset=preset, config=config, bed=bed, val_chroms=val_chroms, val_bed=val_bed,
@@ -131,11 +145,11 @@ def pretrain(
     ),
 )
 def finetune(
-    train: Path = typer.Argument(..., help="Training data: CSV/TSV/Parquet with sequence and label columns, or BED with --fasta."),
+    train: Path = typer.Argument(..., help="Training data: CSV/TSV/Parquet with sequence and label columns, or BED with --fasta (told apart by content)."),
     out: Path = typer.Option(..., "-o", "--out", help="Output model directory (backbone, head.safetensors, head.json, metrics.json)."),
     model: str = typer.Option(
-        janusdna.DEFAULT_MODEL, "--model", show_default=False,
-        help="Start from a model directory, a shipped model name, or a preset name (random init) (default: the shipped default model).",
+        dnalm.DEFAULT_MODEL, "--model", show_default=False,
+        help="Start from a model directory, a shipped model name, or a preset name (random init) of any architecture (default: the shipped default model).",
     ),
     val: Path = typer.Option(None, "--val", help="Validation data; selects the best epoch and stops early (default: none, keep the last epoch)."),
     test: Path = typer.Option(None, "--test", help="Test data; its metrics go to metrics.json (default: none)."),
@@ -154,8 +168,8 @@ def finetune(
     threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ):
-    """Finetune JanusDNA for sequence classification (or regression): mean pooling + linear head."""
-    from .finetune import FinetuneOptions, finetune as run_finetune
+    """Finetune a model for sequence classification (or regression): its pooled embedding + a linear head."""
+    from .commands.finetune import FinetuneOptions, finetune as run_finetune
 
     opts = FinetuneOptions(
         train=train, out=out, model=model, val=val, test=test, seq_col=seq_col, label_col=label_col, fasta=fasta,
@@ -167,7 +181,8 @@ def finetune(
 
 
 # arguments and options shared by the inference commands (embed, likelihood, score-variants, predict)
-REGIONS_BED = typer.Argument(None, help="BED3-BED6+ regions, plain or gzipped; - reads stdin.")
+RECORDS = typer.Argument(None, help="BED3-BED6+ regions of the reference, or sequences: a FASTA of records or a CSV/TSV/Parquet table with a sequence column; plain or gzipped, - reads stdin; the kind is told from the content.")
+SEQ_COL = typer.Option(None, "--seq-col", show_default=False, help="Sequence column of a table input (default: sequence or seq).")
 REGIONS = typer.Option([], "-r", "--region", show_default=False,
                        help="A region chr:beg-end, 1-based inclusive (repeatable) (default: none).")
 TILE_OVERLAP = typer.Option(None, "--tile-overlap", show_default=False,
@@ -177,7 +192,7 @@ OUT = typer.Option(None, "-o", "--out", show_default=False,
 FASTA = typer.Option(None, "--fasta", show_default=False,
                      help="Reference FASTA, plain or bgzipped (default: $JANUS_FASTA, else fasta = in ~/.config/janus/config.toml).")
 MODEL = typer.Option(None, "--model", show_default=False,
-                     help="Model directory or shipped model name (default: the shipped default model).")
+                     help="Model directory or shipped model name, of any architecture (default: the shipped default model).")
 EDGE = typer.Option("pad", "--edge", show_default=False,
                     help="Windows past a contig end: pad (with N), shift (inside the contig) or skip (default: pad).")
 MAX_N_FRAC = typer.Option(0.1, "--max-n-frac", show_default=False,
@@ -208,12 +223,14 @@ def _argv() -> list[str]:
         "Examples:\n\n"
         "  janus embed peaks.bed --fasta hg38.fa -o peaks.emb.parquet\n\n"
         "  janus embed -r chr20:30,000,001-30,001,000 --window 1024 -o - | cut -f1-5\n\n"
-        "  zcat exons.bed.gz | janus embed - --chrom-alias names.tsv --pooling center -o exons.parquet"
+        "  zcat exons.bed.gz | janus embed - --chrom-alias names.tsv --pooling center -o exons.parquet\n\n"
+        "  janus embed designed_promoters.fa -o promoters.emb.parquet"
     ),
 )
 def embed(
-    regions_bed: Path = REGIONS_BED,
+    inputs: str = RECORDS,
     regions: list[str] = REGIONS,
+    seq_col: str = SEQ_COL,
     out: str = OUT,
     fasta: Path = FASTA,
     model: str = MODEL,
@@ -221,7 +238,7 @@ def embed(
     edge: str = EDGE,
     max_n_frac: float = MAX_N_FRAC,
     tile_overlap: int = TILE_OVERLAP,
-    pooling: str = typer.Option("mean", "--pooling", help="Pool positions by mean, max or center (default: mean).", show_default=False),
+    pooling: str = typer.Option(None, "--pooling", help="Pool positions by mean, max, center or last (default: the architecture's own, mean for JanusDNA).", show_default=False),
     per_position: bool = typer.Option(False, "--per-position", help="Keep one vector per base instead of pooling, for short regions (default: pool).", show_default=False),
     rc: str = RC,
     chrom_alias: Path = CHROM_ALIAS,
@@ -233,11 +250,11 @@ def embed(
     resume: bool = RESUME,
     quiet: bool = QUIET,
 ):
-    """Embed genomic regions: one pooled JanusDNA hidden-state vector per region."""
-    from .embed import EmbedOptions, embed as run_embed
+    """Embed genomic regions or sequences: one pooled hidden-state vector per record."""
+    from .commands.embed import EmbedOptions, embed as run_embed
 
     opts = EmbedOptions(
-        bed=regions_bed, regions=regions, out=out, fasta=fasta, model=model, window=window, edge=edge,
+        inputs=inputs, regions=regions, seq_col=seq_col, out=out, fasta=fasta, model=model, window=window, edge=edge,
         max_n_frac=max_n_frac, tile_overlap=tile_overlap, pooling=pooling, per_position=per_position, rc=rc,
         chrom_alias=chrom_alias, batch_size=batch_size, device=device, dtype=dtype, threads=threads,
         shard=shard, resume=resume, quiet=quiet,
@@ -251,12 +268,14 @@ def embed(
         "Examples:\n\n"
         "  janus likelihood -r chr21:22,000,001-22,002,000 --fasta hg38.fa -o ll.parquet\n\n"
         "  janus likelihood promoters.bed --mutagenesis -o ism.parquet\n\n"
-        "  janus likelihood -r chr21:22,000,001-22,100,000 --track entropy -o entropy.bedgraph"
+        "  janus likelihood -r chr21:22,000,001-22,100,000 --track entropy -o entropy.bedgraph\n\n"
+        "  janus likelihood generated.fa --mutagenesis -o generated.ism.parquet"
     ),
 )
 def likelihood(
-    regions_bed: Path = REGIONS_BED,
+    inputs: str = RECORDS,
     regions: list[str] = REGIONS,
+    seq_col: str = SEQ_COL,
     out: str = typer.Option(None, "-o", "--out", show_default=False,
                             help="Output file: .parquet (default), .tsv, .bedgraph (one --track), or - for TSV on stdout (default: TSV on stdout)."),
     fasta: Path = FASTA,
@@ -277,11 +296,11 @@ def likelihood(
     resume: bool = RESUME,
     quiet: bool = QUIET,
 ):
-    """Per-base log-probabilities of A, C, G, T and entropy at every position (and optionally a saturation mutagenesis map)."""
-    from .likelihood import LikelihoodOptions, likelihood as run_likelihood
+    """Per-base log-probabilities of A, C, G, T and entropy at every position of regions or sequences (and optionally a saturation mutagenesis map)."""
+    from .commands.likelihood import LikelihoodOptions, likelihood as run_likelihood
 
     opts = LikelihoodOptions(
-        bed=regions_bed, regions=regions, out=out, fasta=fasta, model=model, window=window, edge=edge,
+        inputs=inputs, regions=regions, seq_col=seq_col, out=out, fasta=fasta, model=model, window=window, edge=edge,
         max_n_frac=max_n_frac, tile_overlap=tile_overlap, mutagenesis=mutagenesis, track=track, rc=rc,
         chrom_alias=chrom_alias, batch_size=batch_size, device=device, dtype=dtype, threads=threads,
         shard=shard, resume=resume, quiet=quiet,
@@ -328,7 +347,7 @@ def score_variants(
     quiet: bool = QUIET,
 ):
     """Score VCF variants: llr, ref/alt log-probabilities, delta pseudo-log-likelihood and embedding shifts."""
-    from .score_variants import ScoreOptions, score_variants as run_score_variants
+    from .commands.score_variants import ScoreOptions, score_variants as run_score_variants
 
     opts = ScoreOptions(
         vcf=vcf, region=region, out=out, fasta=fasta, model=model, window=window, scores=[s.strip() for s in scores.split(",") if s.strip()],
@@ -352,7 +371,7 @@ def merge(
                             help="Output file: .parquet (default) or .tsv, or - for TSV on stdout (default: TSV on stdout)."),
 ):
     """Gather shard outputs into one file in input order, checking they come from one run."""
-    from .merge import merge as run_merge
+    from .commands.merge import merge as run_merge
 
     with reported_errors():
         run_merge(shards, out)
@@ -367,17 +386,17 @@ def merge(
     ),
 )
 def predict(
-    seqs: str = typer.Argument(None, help="CSV/TSV/Parquet with a sequence column, or BED3-BED6+ regions (plain or gzipped; - reads a BED from stdin)."),
+    inputs: str = RECORDS,
     regions: list[str] = REGIONS,
+    seq_col: str = SEQ_COL,
     model: str = typer.Option(..., "--model", help="Finetuned model directory (from janus finetune)."),
     out: str = OUT,
     fasta: Path = FASTA,
-    seq_col: str = typer.Option(None, "--seq-col", show_default=False, help="Sequence column of table inputs (default: sequence or seq)."),
-    window: int = typer.Option(None, "--window", help="Regions: predict on a window of this many bp centred on each region (default: the region itself).", show_default=False),
+    window: int = typer.Option(None, "--window", help="Predict on a window of this many bp centred on each record (default: the record itself).", show_default=False),
     edge: str = EDGE,
     max_n_frac: float = MAX_N_FRAC,
     tile_overlap: int = TILE_OVERLAP,
-    rc: str = typer.Option("avg", "--rc", show_default=False, help="Regions: avg averages both strands, none uses the region's strand only (default: avg; tables always average)."),
+    rc: str = typer.Option("avg", "--rc", show_default=False, help="avg averages both strands, none uses the record's strand only (default: avg)."),
     chrom_alias: Path = CHROM_ALIAS,
     batch_size: int = BATCH_SIZE,
     device: str = DEVICE,
@@ -387,24 +406,14 @@ def predict(
     resume: bool = RESUME,
     quiet: bool = QUIET,
 ):
-    """Predict class probabilities (prob_<label>, pred_label) or values (prediction) per sequence or region."""
-    from .finetune import PredictOptions, input_kind, predict as predict_table
-    from .predict import predict_regions
+    """Predict class probabilities (prob_<label>, pred_label) or values (prediction) per region or sequence."""
+    from .commands.predict import predict as run_predict
+    from .engine.regions import RecordOptions
 
+    opts = RecordOptions(
+        inputs=inputs, regions=regions, seq_col=seq_col, out=out, fasta=fasta, model=model, window=window, edge=edge,
+        max_n_frac=max_n_frac, tile_overlap=tile_overlap, rc=rc, chrom_alias=chrom_alias, batch_size=batch_size,
+        device=device, dtype=dtype, threads=threads, shard=shard, resume=resume, quiet=quiet,
+    )
     with reported_errors():
-        if regions or seqs == "-" or (seqs is not None and input_kind(seqs) == "bed"):
-            from .embed import EmbedOptions
-
-            opts = EmbedOptions(
-                bed=seqs, regions=regions, out=out, fasta=fasta, model=model, window=window, edge=edge,
-                max_n_frac=max_n_frac, tile_overlap=tile_overlap, rc=rc, chrom_alias=chrom_alias,
-                batch_size=batch_size, device=device, dtype=dtype, threads=threads, shard=shard, resume=resume, quiet=quiet,
-            )
-            predict_regions(opts, argv=_argv())
-        else:
-            if seqs is None:
-                raise UsageError("give a table of sequences, a BED file of regions (- for stdin) or -r chr:beg-end")
-            if shard or resume:
-                raise UsageError("--shard and --resume apply to BED and region input; tables are predicted in one go")
-            predict_table(PredictOptions(inputs=Path(seqs), out=out or "-", model=Path(model), seq_col=seq_col,
-                                         batch_size=batch_size, device=device, threads=threads))
+        run_predict(opts, argv=_argv())

@@ -43,7 +43,7 @@ def track(
     ),
 ):
     """Plot the model's per-base predictions along a region, with the reference below."""
-    from .plot import plot_track
+    from .commands.plot import plot_track
 
     with reported_errors():
         plot_track(likelihood, out, region=region, kind=kind)
@@ -59,7 +59,7 @@ def mutagenesis(
     region: str = typer.Option(None, "-r", "--region", help=REGION_HELP, show_default=False),
 ):
     """Plot in-silico mutagenesis: log-likelihood ratio of every base against the reference, per position."""
-    from .plot import plot_mutagenesis
+    from .commands.plot import plot_mutagenesis
 
     with reported_errors():
         plot_mutagenesis(likelihood, out, region=region)
@@ -79,7 +79,7 @@ def variants(
     score: str = typer.Option("llr", "--score", help="Score column to plot, e.g. llr, delta_pll, emb_cosine (default: llr).", show_default=False),
 ):
     """Plot a variant score by class (transition, transversion, insertion, deletion, other) and the skip counts."""
-    from .plot import plot_variants
+    from .commands.plot import plot_variants
 
     with reported_errors():
         plot_variants(scores, out, score=score)
@@ -94,7 +94,7 @@ def training(
     out: Path = typer.Option(..., "-o", "--out", help=OUT_HELP, show_default=False),
 ):
     """Plot pretraining curves: train and validation loss, validation perplexity and learning rate by step."""
-    from .plot import plot_training
+    from .commands.plot import plot_training
 
     with reported_errors():
         plot_training(run_dir, out)
@@ -119,7 +119,7 @@ def embeddings(
     ),
 ):
     """Plot embeddings on their first two principal components, coloured by a column."""
-    from .plot import plot_embeddings
+    from .commands.plot import plot_embeddings
 
     with reported_errors():
         plot_embeddings(embeddings_parquet, out, color_by=color_by, name_field=name_field)

@@ -13,12 +13,12 @@ from typer.testing import CliRunner
 
 import janusdna
 from conftest import DATA
-from janus_cli import embed as embed_module
-from janus_cli import windows
+from janus_cli.commands import embed as embed_module
+from janus_cli.io import windows
 from janus_cli.errors import UsageError
-from janus_cli.fasta import Reference
+from janus_cli.io.fasta import Reference
 from janus_cli.main import app
-from janus_cli.reference_config import resolve_fasta
+from janus_cli.io.reference_config import resolve_fasta
 
 FASTA = DATA / "grch37_chr20_30.0-30.2Mb.fa.gz"  # contig "20", local coordinates 0..200,000
 EXONS = DATA / "refseq_exons_chr20_30.0-30.2Mb_local.bed"  # real exons, spelled "chr20"
@@ -183,7 +183,7 @@ def test_an_interrupted_run_leaves_no_output_and_resume_finishes_it(tmp_path, mo
     bed = tmp_path / "r.bed"
     bed.write_text("".join(f"20\t{s}\t{s + 50}\n" for s in range(0, 500, 100)))
     out = tmp_path / "emb.parquet"
-    opts = embed_module.EmbedOptions(bed=bed, out=str(out), fasta=FASTA, model=str(model_dir), threads=1)
+    opts = embed_module.EmbedOptions(inputs=bed, out=str(out), fasta=FASTA, model=str(model_dir), threads=1)
     with monkeypatch.context() as patch:
         patch.setattr(embed_module.WindowRunner, "run", interrupt_on_second_chunk)
         with pytest.raises(KeyboardInterrupt):
@@ -276,7 +276,7 @@ def test_reference_comes_from_option_then_environment_then_config_file(tmp_path,
 def test_real_bed_with_empty_strand_column_reads_as_unstranded():
     from pathlib import Path
 
-    from janus_cli.intervals import read_bed
+    from janus_cli.io.intervals import read_bed
 
     bed = Path(__file__).resolve().parents[1] / "examples/data/hg38_chr21/genomic_benchmarks_regions_22-23Mb.bed"
     regions = read_bed(bed)
@@ -313,7 +313,7 @@ def test_empty_or_truncated_bed_exits_1_without_output(tmp_path, model_dir, cont
 
 
 def test_identical_windows_are_computed_once(model):
-    from janus_cli.inference import WindowRunner
+    from janus_cli.engine.inference import WindowRunner
 
     runner = WindowRunner(model, torch.device("cpu"), rc="avg", batch_size=4)
     computed = []

@@ -12,11 +12,14 @@ import pandas as pd
 import pytest
 import torch
 
+import dnalm
 import janusdna
 from conftest import DATA
-from janus_cli import finetune as ft
-from janus_cli.errors import DataError, UsageError
-from janus_cli.fasta import Reference
+from janus_cli.commands import finetune as ft
+from janus_cli.commands.predict import predict
+from janus_cli.engine.regions import RecordOptions
+from janus_cli.errors import DataError
+from janus_cli.io.fasta import Reference
 
 GUE = DATA / "gue_prom_core_notata_small"
 FASTA = DATA / "grch37_chr20_30.0-30.2Mb.fa.gz"
@@ -42,6 +45,12 @@ def promoter_model(tmp_path_factory, tiny_model):
         epochs=3, lr=3e-3, threads=1, quiet=True,
     ))
     return out, metrics
+
+
+def predict_table(inputs, model, out) -> pd.DataFrame:
+    """janus predict on a table of sequences, through the library function the command calls."""
+    predict(RecordOptions(inputs=inputs, model=str(model), out=str(out), threads=1, quiet=True), argv=["janus", "predict"])
+    return pd.read_parquet(out)
 
 
 def write_csv(path, sequences, **columns):
@@ -104,7 +113,7 @@ def test_training_reverse_complements_a_random_half():
 def test_aux_loss_is_the_backbones(tiny_model):
     backbone = janusdna.load(tiny_model)
     ids = torch.randint(7, 11, (3, 30))
-    outputs, aux = ft.SequenceModel(backbone, torch.nn.Linear(16, 2)).forward_with_aux(ids)
+    outputs, aux = dnalm.SequenceClassifier(backbone, 2).forward_with_aux(ids)
     assert outputs.shape == (3, 2)
     assert aux.item() > 0 and aux.item() == pytest.approx(backbone.forward_with_aux(ids)[1].item())
 
@@ -123,8 +132,7 @@ def test_saved_model_is_the_best_epoch_and_reproduces_the_metrics(promoter_model
     out, metrics = promoter_model
     assert metrics["best_epoch"] < len(metrics["epochs"])  # so that keeping the best epoch is exercised
     for split, expected in (("dev", metrics["epochs"][metrics["best_epoch"] - 1]["val"]), ("test", metrics["test"])):
-        table = ft.predict(ft.PredictOptions(inputs=GUE / f"{split}.csv", out=str(tmp_path / "p.parquet"), model=out,
-                                             threads=1))
+        table = predict_table(GUE / f"{split}.csv", out, tmp_path / "p.parquet")
         true = pd.read_csv(GUE / f"{split}.csv")["label"].to_numpy()
         recomputed = ft.classification_metrics(true, table[["prob_0", "prob_1"]].to_numpy())
         assert recomputed["mcc"] == pytest.approx(expected["mcc"])
@@ -135,14 +143,11 @@ def test_predictions_are_strand_symmetric(promoter_model, tmp_path):
     out, _ = promoter_model
     sequences = random_sequences(12, [33, 70, 101], seed=0)
     reverse = [janusdna.decode(janusdna.reverse_complement(janusdna.encode(s))) for s in sequences]
-    forward, backward = (
-        ft.predict(ft.PredictOptions(inputs=write_csv(tmp_path / name, seqs), out=str(tmp_path / "p.parquet"),
-                                     model=out, threads=1))
-        for name, seqs in (("forward.csv", sequences), ("reverse.csv", reverse))
-    )
+    forward, backward = (predict_table(write_csv(tmp_path / name, seqs), out, tmp_path / "p.parquet")
+                         for name, seqs in (("forward.csv", sequences), ("reverse.csv", reverse)))
     np.testing.assert_allclose(forward["prob_1"], backward["prob_1"], rtol=0, atol=1e-6)
     # a single strand alone is not symmetric, so the averaging is what makes the check pass
-    model = ft.SequenceModel(*ft.load_finetuned(out)[:2])
+    model = dnalm.load_finetuned(out).classifier
     with torch.inference_mode():
         one_strand = [model(janusdna.encode(s)[None]) for s in (sequences[0], reverse[0])]
     assert (one_strand[0] - one_strand[1]).abs().max() > 1e-4
@@ -152,7 +157,7 @@ def test_predict_on_bed_with_strands_writes_parquet_and_tsv(promoter_model, tmp_
     out, _ = promoter_model
     bed = tmp_path / "regions.bed"
     bed.write_text("20\t1000\t1070\tr1\t0\t+\n20\t1000\t1070\tr1_minus\t0\t-\n20\t5000\t5050\tr2\t0\t.\n")
-    plus, minus = ft.read_examples(bed, fasta=FASTA, with_labels=False).ids[:2]
+    plus, minus = ft.read_examples(bed, label_col="name", fasta=FASTA).ids[:2]
     with Reference(FASTA) as reference:
         assert torch.equal(plus, janusdna.encode(reference.fetch("20", 1000, 1070)))
     assert torch.equal(minus, janusdna.reverse_complement(plus))
@@ -173,8 +178,7 @@ def test_predict_on_bed_with_strands_writes_parquet_and_tsv(promoter_model, tmp_
     assert table["prob_1"][0] == pytest.approx(table["prob_1"][1], abs=1e-6)  # same interval, other strand
     with Reference(FASTA) as reference:
         sequences = [reference.fetch("20", 1000, 1070), reference.fetch("20", 5000, 5050)]
-    from_table = ft.predict(ft.PredictOptions(inputs=write_csv(tmp_path / "seqs.csv", sequences),
-                                              out=str(tmp_path / "t.parquet"), model=out, threads=1))
+    from_table = predict_table(write_csv(tmp_path / "seqs.csv", sequences), out, tmp_path / "t.parquet")
     np.testing.assert_allclose(scored["prob_1"].to_numpy()[[0, 2]], from_table["prob_1"], atol=1e-5)
 
     tsv = janus("predict", bed, "--fasta", FASTA, "--model", out, "-o", "-", "--threads", "1")
@@ -189,7 +193,7 @@ def test_linear_probe_leaves_the_backbone_unchanged(tiny_model, tmp_path):
                                    freeze_backbone=True, max_steps=5, threads=1, quiet=True))
     before, after = janusdna.load(tiny_model).state_dict(), janusdna.load(tmp_path / "probe").state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
-    _, head, _ = ft.load_finetuned(tmp_path / "probe")
+    head = dnalm.load_finetuned(tmp_path / "probe").classifier.head
     assert head.weight.abs().sum() > 0  # the head did train (it starts at zero)
 
 
@@ -205,9 +209,9 @@ def test_regression_learns_gc_content(tiny_model, tmp_path):
                                              label_col="gc", regression=True, out=tmp_path / "gc",
                                              model=str(tiny_model), epochs=3, lr=3e-3, threads=1, quiet=True))
     assert metrics["test"]["pearson_r"] > 0.8
-    table = ft.predict(ft.PredictOptions(inputs=tmp_path / "test.csv", out=str(tmp_path / "p.parquet"),
-                                         model=tmp_path / "gc", threads=1))
-    assert list(table.columns) == ["id", "prediction"]
+    table = predict_table(tmp_path / "test.csv", tmp_path / "gc", tmp_path / "p.parquet")
+    assert list(table.columns) == ["name", "prediction", "skip_reason"]
+    assert table["name"].tolist() == [f"s{i}" for i in range(100)]
     assert np.mean((table["prediction"] - gc[300:]) ** 2) == pytest.approx(metrics["test"]["mse"], rel=1e-4)
 
 
@@ -228,13 +232,11 @@ def test_input_errors_name_the_file_and_row(tmp_path, tiny_model):
     outside.write_text("20\t0\t10\tx\n20\t199990\t200010\ty\n")
     with pytest.raises(DataError, match=r"outside\.bed: record 2 \(20:199990-200010\): .*past the end of 20"):
         ft.read_examples(outside, label_col="name", fasta=FASTA)
-    (tmp_path / "junk.parquet").write_bytes(b"not parquet")
-    with pytest.raises(DataError, match=r"junk\.parquet: cannot read as a Parquet table"):
+    (tmp_path / "junk.parquet").write_bytes(b"PAR1 but not parquet")
+    with pytest.raises(DataError, match=r"junk\.parquet: cannot read as a CSV/TSV/Parquet table"):
         ft.read_examples(tmp_path / "junk.parquet")
     with pytest.raises(DataError, match=r"absent\.tsv: file not found"):
         ft.read_examples(tmp_path / "absent.tsv")
-    with pytest.raises(UsageError, match="unknown input type"):
-        ft.read_examples(tmp_path / "x.json")
     unseen = write_csv(tmp_path / "unseen.csv", ["ACGT"] * 2, label=[0, 2])
     with pytest.raises(DataError, match=r"unseen\.csv: row 2: label '2' is not one of the training labels"):
         ft.finetune(ft.FinetuneOptions(train=GUE / "dev.csv", val=unseen, out=tmp_path / "o", model=str(tiny_model),

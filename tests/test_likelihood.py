@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 import janusdna
 from conftest import DATA, EXAMPLES, HG38
-from janus_cli.fasta import Reference
+from janus_cli.io.fasta import Reference
 from janus_cli.main import app
 
 REAL_START = 21_999_999  # 0-based start of the real sequence in the example FASTA

@@ -16,11 +16,11 @@ import torch
 from typer.testing import CliRunner
 
 import janusdna
-from janus_cli import pretrain as pt
-from janus_cli import windows
-from janus_cli.fasta import Reference
-from janus_cli.intervals import read_bed
-from janus_cli.plot import information_content, variant_class
+from janus_cli.commands import pretrain as pt
+from janus_cli.io import windows
+from janus_cli.io.fasta import Reference
+from janus_cli.io.intervals import read_bed
+from janus_cli.commands.plot import information_content, variant_class
 from janus_cli.plot_cli import plot_app
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "data" / "hg38_chr21"

@@ -11,8 +11,9 @@ import torch
 
 import janusdna
 from conftest import DATA
-from janus_cli import pretrain as pt
-from janus_cli.fasta import Reference
+from janus_cli.commands import pretrain as pt
+from janus_cli.engine.schedule import lr_at
+from janus_cli.io.fasta import Reference
 
 FASTA = DATA / "grch37_chr20_30.0-30.2Mb.fa.gz"
 TINY = {"d_model": 16, "n_layers": 2, "fusion_attn_dim": 32, "n_experts": 4, "max_seq_len": 64, "name": "tiny"}
@@ -32,7 +33,7 @@ def options(tmp_path, tiny_config, run="run", **overrides):
 
 
 def test_lr_schedule_warms_up_then_decays_to_min():
-    lrs = [pt.lr_at(s, 100, 1e-3, 1e-4, 0.1) for s in range(100)]
+    lrs = [lr_at(s, 100, 1e-3, 1e-4, 0.1) for s in range(100)]
     assert lrs[0] == pytest.approx(1e-6)
     assert max(lrs) == pytest.approx(1e-3) and lrs.index(max(lrs)) == 10
     assert lrs[-1] == pytest.approx(1e-4)
@@ -58,7 +59,8 @@ def test_n_positions_are_excluded_from_the_loss():
     ids = torch.randint(7, 11, (2, 32))
     with_n = ids.clone()
     with_n[:, ::4] = 11
-    ce, _ = pt.janus_lm_loss(model, with_n)
+    _, parts = model.pretraining_loss(with_n)
+    ce = parts["cross_entropy"]
     logits = model(with_n)
     keep = with_n != 11
     manual = torch.nn.functional.cross_entropy(logits[keep], with_n[keep])

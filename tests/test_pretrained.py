@@ -6,8 +6,8 @@ import torch
 
 import janusdna
 from conftest import DATA
-from janus_cli.fasta import Reference
-from janusdna.checkpoint import WEIGHTS_FILE, resolve_model_path
+from janus_cli.io.fasta import Reference
+from dnalm.checkpoint import WEIGHTS_FILE, resolve_model_path
 
 HELD_OUT = DATA / "hg38_chr21_22.50-22.52Mb.fa.gz"
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 import janusdna
 from conftest import DATA, EXAMPLES, HG38
-from janus_cli.fasta import Reference
+from janus_cli.io.fasta import Reference
 from janus_cli.main import app
 
 PLATINUM = EXAMPLES / "platinum_NA12878_chr21_22-23Mb.vcf.gz"
@@ -177,12 +177,12 @@ def test_check_ref_skip_warn_error(tmp_path, tiny_model_dir):
 
 
 def test_finetuned_head_adds_class_probabilities(tmp_path, tiny_model_dir):
-    from janus_cli.finetune import SequenceModel, Task, save_finetuned
+    import dnalm
 
-    backbone = janusdna.load(tiny_model_dir)
     torch.manual_seed(3)
-    head = torch.nn.Linear(backbone.config.d_model, 2)
-    save_finetuned(SequenceModel(backbone, head), Task(False, labels=["neg", "pos"]), tmp_path / "ft", {}, {})
+    classifier = dnalm.SequenceClassifier(janusdna.load(tiny_model_dir), 2)
+    head = classifier.head
+    dnalm.save_finetuned(classifier, dnalm.Task(False, labels=["neg", "pos"]), tmp_path / "ft")
     chrom, pos, vid, ref, alt = first_record("snv")[:5]
     vcf = write_vcf(tmp_path / "one.vcf", [(pos, vid, ref, alt)])
     table, _ = score(tmp_path, tmp_path / "ft", vcf, "--rc", "none", "--scores", "llr")

@@ -21,8 +21,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-import janus_cli.embed
-import janus_cli.score_variants
+import janus_cli.commands.embed
+import janus_cli.commands.score_variants
 
 REPO = Path(__file__).resolve().parent.parent
 SNAKEFILE = REPO / "examples" / "snakemake" / "Snakefile"
@@ -36,7 +36,7 @@ N_VARIANTS = 40
 N_REGIONS = 12
 SHARDS = 2
 VARIANTS_PER_CHUNK = 8  # 40 variants: 5 chunks, shard 1 holds 0, 2, 4 and shard 2 holds 1, 3
-RECORDS_PER_CHUNK = janus_cli.embed.RECORDS_PER_CHUNK  # unchanged: 12 regions are 1 chunk, shard 2 is empty
+RECORDS_PER_CHUNK = janus_cli.commands.embed.RECORDS_PER_CHUNK  # unchanged: 12 regions are 1 chunk, shard 2 is empty
 SCORE_ARGS = "--window 64 --scores llr,delta_pll"
 EMBED_ARGS = "--window 128"
 # metadata that may differ between a merged output and a single run of the same command
@@ -44,9 +44,9 @@ PER_RUN_METADATA = {"command_line", "janus_shard", "janus_chunks", "janus_merged
 
 JANUS_SMALL_CHUNKS = f"""#!{sys.executable}
 # janus with small chunks (tests/test_snakemake.py), so that a small input makes several shards
-import janus_cli.score_variants
+import janus_cli.commands.score_variants
 
-janus_cli.score_variants.VARIANTS_PER_CHUNK = {VARIANTS_PER_CHUNK}
+janus_cli.commands.score_variants.VARIANTS_PER_CHUNK = {VARIANTS_PER_CHUNK}
 
 from janus_cli.main import app
 
@@ -107,7 +107,7 @@ def test_snakemake_workflow_matches_unsharded_runs(tmp_path):
     if not SNAKEMAKE.is_file():
         pytest.skip(f"snakemake is not installed next to {sys.executable} (pip install snakemake)")
     # the chunk size the small-chunk janus overrides must still be what janus uses
-    assert janus_cli.score_variants.VARIANTS_PER_CHUNK > N_VARIANTS
+    assert janus_cli.commands.score_variants.VARIANTS_PER_CHUNK > N_VARIANTS
     assert RECORDS_PER_CHUNK > N_REGIONS
 
     vcf, bed = tmp_path / "subset.vcf", tmp_path / "subset.bed"

@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import EXAMPLES, HG38
-from janus_cli import score_variants as score_variants_module
+from janus_cli.commands import score_variants as score_variants_module
 from janus_cli.main import app
-from janus_cli.streaming import Progress, parse_shard
+from janus_cli.engine.streaming import Progress, parse_shard
 from janus_cli.errors import UsageError
 
 PLATINUM = EXAMPLES / "platinum_NA12878_chr21_22-23Mb.vcf.gz"  # 1,604 ALT alleles: 4 chunks of 512

@@ -1,4 +1,4 @@
-"""janus_cli.variants: reading VCF/BCF into one row per ALT, and writing the scores VCF.
+"""janus_cli.io.variants: reading VCF/BCF into one row per ALT, and writing the scores VCF.
 
 Expectations come from plain-text parses of the decompressed files (gzip module), not from the
 code under test.
@@ -17,7 +17,7 @@ import pysam
 import pytest
 
 from janus_cli.errors import DataError
-from janus_cli.variants import (
+from janus_cli.io.variants import (
     INVALID_ALLELE,
     NO_ALT,
     STAR_ALLELE,
@@ -149,7 +149,7 @@ def test_bcf_and_plain_gzip_read_like_the_bgzipped_vcf(tmp_path):
 STDIN_SCRIPT = (
     "import sys\n"
     "from janus_cli.errors import DataError\n"
-    "from janus_cli.variants import count_variants, read_variants\n"
+    "from janus_cli.io.variants import count_variants, read_variants\n"
     "try:\n"
     "    rows = list(read_variants('-'))\n"
     "except DataError as exc:\n"

@@ -1,23 +1,23 @@
-"""janusdna: the JanusDNA bidirectional DNA foundation model, importable without the janus CLI."""
+"""janusdna: the JanusDNA bidirectional DNA foundation model, one architecture of the dnalm layer.
 
-__version__ = "0.1.0"
+janusdna.load/save/from_preset are dnalm's (they read and write every architecture); what is
+JanusDNA's own is the model, its presets and the import of original training checkpoints."""
 
-# The model every janus command uses when --model is not given (shipped in pretrained/).
-DEFAULT_MODEL = "janusdna-d48-chr20"
+from pathlib import Path
 
-from .checkpoint import (
-    CheckpointError,
-    from_original,
-    from_preset,
-    load,
-    save,
-    weights_sha256,
-)
+from dnalm import DEFAULT_MODEL, CheckpointError, __version__, from_preset, load, save, weights_sha256
+from dnalm.registry import Architecture
+from dnalm.tokenizer import decode, encode, reverse_complement
+
+from .checkpoint import from_original
 from .model import PRESETS, JanusDNA, JanusDNAConfig
-from .tokenizer import decode, encode, reverse_complement
+
+ARCHITECTURE = Architecture("janusdna", JanusDNA, JanusDNAConfig, PRESETS, Path(__file__).parent / "pretrained",
+                            import_original=from_original)
 
 __all__ = [
     "__version__",
+    "ARCHITECTURE",
     "DEFAULT_MODEL",
     "CheckpointError",
     "JanusDNA",

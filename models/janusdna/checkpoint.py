@@ -1,115 +1,20 @@
-"""Model files: the native format (a directory with config.json + model.safetensors) and the import
-of original JanusDNA training checkpoints (a Lightning .ckpt plus its model_config.json).
-
-Nothing here unpickles arbitrary objects: native weights are safetensors, and original checkpoints
-are read with torch.load(weights_only=True).
-"""
+"""Import of original JanusDNA training checkpoints (a Lightning .ckpt plus its model_config.json),
+read with torch.load(weights_only=True) and checked key by key and shape by shape. The native
+format every architecture shares is dnalm.checkpoint."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from .model import PRESETS, JanusDNA, JanusDNAConfig
+from dnalm.checkpoint import CheckpointError
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-FORMAT_NAME = "janusdna-native"
-FORMAT_VERSION = 1
-PRETRAINED_DIR = Path(__file__).parent / "pretrained"
-
-
-class CheckpointError(ValueError):
-    """A model file that cannot be used as it is; the message says why and what to do."""
-
-
-def from_preset(name: str, seed: int | None = None) -> JanusDNA:
-    """A randomly initialised model of one of the paper's configurations (see PRESETS)."""
-    if name not in PRESETS:
-        raise CheckpointError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    if seed is not None:
-        torch.manual_seed(seed)
-    return JanusDNA(PRESETS[name])
-
-
-def save(model: JanusDNA, path: str | Path) -> Path:
-    """Write model to the directory path (created if needed) in the native format."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = path / (WEIGHTS_FILE + ".tmp")
-    save_file(state, str(tmp), metadata={"format": FORMAT_NAME})
-    tmp.replace(path / WEIGHTS_FILE)
-    config = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **model.config.to_dict()}
-    (path / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-    return path
-
-
-def resolve_model_path(path_or_name: str | Path) -> Path:
-    """A model directory, or the name of a model shipped inside the package."""
-    path = Path(path_or_name)
-    if (path / CONFIG_FILE).is_file():
-        return path
-    shipped = PRETRAINED_DIR / str(path_or_name)
-    if (shipped / CONFIG_FILE).is_file():
-        return shipped
-    shipped_names = sorted(p.name for p in PRETRAINED_DIR.glob("*") if (p / CONFIG_FILE).is_file())
-    raise CheckpointError(
-        f"{path_or_name}: not a model directory (no {CONFIG_FILE}) and not a shipped model name"
-        + (f" ({', '.join(shipped_names)})" if shipped_names else "")
-        + "; give a directory written by `janus import-checkpoint`, `janus pretrain` or janusdna.save()"
-    )
-
-
-def read_config(path: Path) -> JanusDNAConfig:
-    raw = json.loads((path / CONFIG_FILE).read_text())
-    if raw.pop("format", None) != FORMAT_NAME:
-        raise CheckpointError(f"{path / CONFIG_FILE}: not a {FORMAT_NAME} config")
-    version = raw.pop("format_version", None)
-    if version != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path / CONFIG_FILE}: format_version {version} is not supported (this janus reads {FORMAT_VERSION})"
-        )
-    return JanusDNAConfig.from_dict(raw)
-
-
-def load(path_or_name: str | Path, device: str | torch.device = "cpu") -> JanusDNA:
-    """Load a native model directory (or shipped model name), in eval mode."""
-    path = resolve_model_path(path_or_name)
-    model = JanusDNA(read_config(path))
-    state = load_file(str(path / WEIGHTS_FILE), device=str(device))
-    _load_strict(model, state, str(path / WEIGHTS_FILE))
-    return model.to(device).eval()
-
-
-def weights_sha256(path_or_name: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(resolve_model_path(path_or_name) / WEIGHTS_FILE, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _load_strict(model: JanusDNA, state: dict[str, torch.Tensor], source: str):
-    expected = model.state_dict()
-    problems = [f"missing {k} {tuple(v.shape)}" for k, v in expected.items() if k not in state]
-    problems += [f"unexpected {k}" for k in state if k not in expected]
-    problems += [
-        f"shape of {k}: file {tuple(state[k].shape)}, model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    if problems:
-        shown = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
-        raise CheckpointError(f"{source}: weights do not match the config ({len(problems)} problems):\n  {shown}")
-    model.load_state_dict(state, strict=True)
-
+from .model import JanusDNA, JanusDNAConfig
 
 # --- original JanusDNA checkpoints ------------------------------------------------------------
 

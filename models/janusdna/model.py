@@ -22,8 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dnalm.interface import ALL_BUT_SELF, DNALM, base_labels, IGNORE_INDEX
+from dnalm.layers import CausalSelfAttention, RMSNorm, SwiGLU
+from dnalm.tokenizer import BASE_IDS, PADDED_VOCAB_SIZE
+
 from . import attention, scan
-from .tokenizer import BASE_IDS, PADDED_VOCAB_SIZE
 
 try:  # optional CUDA kernel; the torch path below computes the same thing
     from causal_conv1d import causal_conv1d_fn
@@ -115,29 +118,6 @@ PRESETS = {
         d_model=144, fusion_attn_dim=256, max_seq_len=131_072, name="janusdna-d144"
     ),
 }
-
-
-class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x):
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x32.to(x.dtype)
-
-
-class SwiGLU(nn.Module):
-    def __init__(self, d: int, hidden: int):
-        super().__init__()
-        self.gate_proj = nn.Linear(d, hidden, bias=False)
-        self.up_proj = nn.Linear(d, hidden, bias=False)
-        self.down_proj = nn.Linear(hidden, d, bias=False)
-
-    def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 class SparseMoE(nn.Module):
@@ -240,28 +220,6 @@ class SelectiveSSM(nn.Module):
         return KERNELS["selective_scan"](x, delta, A, self.B_norm(B), self.C_norm(C), self.D, z)
 
 
-class CausalSelfAttention(nn.Module):
-    def __init__(self, d: int, n_heads: int):
-        super().__init__()
-        self.n_heads = n_heads
-        self.q_proj = nn.Linear(d, d, bias=False)
-        self.k_proj = nn.Linear(d, d, bias=False)
-        self.v_proj = nn.Linear(d, d, bias=False)
-        self.o_proj = nn.Linear(d, d, bias=False)
-
-    def split_heads(self, x):
-        b, l, d = x.shape
-        return x.view(b, l, self.n_heads, d // self.n_heads).transpose(1, 2)
-
-    def merge_heads(self, x):
-        b, h, l, hd = x.shape
-        return x.transpose(1, 2).reshape(b, l, h * hd)
-
-    def forward(self, x):
-        q, k, v = (self.split_heads(p(x)) for p in (self.q_proj, self.k_proj, self.v_proj))
-        return self.o_proj(self.merge_heads(attention.causal_attention(q, k, v)))
-
-
 class JanusFusionAttention(CausalSelfAttention):
     """Attention over the 2L concatenation with the Janus mask. The original pads each head to
     fusion_attn_dim / n_heads with zeros; that only changes the softmax scale, reproduced here."""
@@ -271,8 +229,7 @@ class JanusFusionAttention(CausalSelfAttention):
         self.scale = 1.0 / math.sqrt(padded_dim // n_heads)
 
     def forward(self, x):
-        q, k, v = (self.split_heads(p(x)) for p in (self.q_proj, self.k_proj, self.v_proj))
-        return self.o_proj(self.merge_heads(KERNELS["janus_attention"](q, k, v, self.scale)))
+        return self.o_proj(self.merge_heads(KERNELS["janus_attention"](*self.project(x), self.scale)))
 
 
 def make_ffn(cfg: JanusDNAConfig, moe: bool) -> nn.Module:
@@ -339,12 +296,15 @@ class MidAttentionLayer(nn.Module):
 
 
 class FinalMLP(nn.Module):
-    """h + silu(W2 silu(W1 h)), with biases (present in newer original weights)."""
+    """h + silu(fc2(silu(fc1(h)))) with fc1: d -> 2d and fc2: 2d -> d, both with biases, applied
+    to the output of the final norm (the residual is the normed h). As the original's final_mlp
+    (Linear(d, 2d), act, Linear(2d, d), act with its default hidden_act "silu"), present in its
+    newer weights."""
 
     def __init__(self, d: int):
         super().__init__()
-        self.fc1 = nn.Linear(d, d)
-        self.fc2 = nn.Linear(d, d)
+        self.fc1 = nn.Linear(d, 2 * d)
+        self.fc2 = nn.Linear(2 * d, d)
 
     def forward(self, h):
         return h + F.silu(self.fc2(F.silu(self.fc1(h))))
@@ -359,7 +319,13 @@ def fold_janus(x):
     return F.pad(fwd[:, :-1], (0, 0, 1, 0)) + F.pad(bwd[:, 1:], (0, 0, 0, 1))
 
 
-class JanusDNA(nn.Module):
+class JanusDNA(DNALM):
+    arch = "janusdna"
+    prediction_context = ALL_BUT_SELF
+    default_pooling = "mean"
+    alternatives = {"generation": "JanusDNA predicts each base from both sides and cannot generate left to right; "
+                                  "use a causal model such as hybridna"}
+
     def __init__(self, cfg: JanusDNAConfig):
         super().__init__()
         self.config = cfg
@@ -414,13 +380,25 @@ class JanusDNA(nn.Module):
         h, aux = self.hidden_states_with_aux(input_ids)
         return self.lm_head(h).float(), aux
 
-    def base_log_probs(self, input_ids):
-        """log P(A, C, G, T) at every position [B, L, 4], renormalised over the four bases."""
-        return self.base_log_probs_from_hidden(self.hidden_states(input_ids))
+    def sequence_embedding_with_aux(self, input_ids):
+        h, aux = self.hidden_states_with_aux(input_ids)
+        return h.mean(dim=1), aux
 
-    def base_log_probs_from_hidden(self, h):
-        """base_log_probs from hidden states [B, L, d] already computed."""
-        return torch.log_softmax(self.lm_head(h).float()[..., list(BASE_IDS)], dim=-1)
+    def hidden_and_base_log_probs(self, input_ids):
+        h = self.hidden_states(input_ids)
+        return h, torch.log_softmax(self.lm_head(h).float()[..., list(BASE_IDS)], dim=-1)
+
+    def pretraining_loss(self, input_ids):
+        """Janus modelling: cross-entropy of every base predicted from all the others (N excluded),
+        plus the MoE load-balancing loss."""
+        logits, aux = self.forward_with_aux(input_ids)
+        ce = F.cross_entropy(logits.flatten(0, 1), base_labels(input_ids).flatten(), ignore_index=IGNORE_INDEX)
+        return ce + aux, {"cross_entropy": ce, "aux_loss": aux}
+
+    def validation_loss(self, input_ids):
+        labels = base_labels(input_ids).flatten()
+        total = F.cross_entropy(self(input_ids).flatten(0, 1), labels, ignore_index=IGNORE_INDEX, reduction="sum")
+        return total, (labels != IGNORE_INDEX).sum()
 
     def batch_invariant(self, enabled: bool = True) -> "JanusDNA":
         """Make each sequence's outputs bit-identical whatever else is in its batch (MoE dispatch
@@ -430,8 +408,9 @@ class JanusDNA(nn.Module):
                 module.per_sequence = enabled
         return self
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+    @classmethod
+    def reference_kernels(cls):
+        return use_reference_kernels()
 
     def num_activated_parameters(self) -> int:
         """Parameters used per token: all but the (n_experts - top_k) idle experts of each MoE block."""

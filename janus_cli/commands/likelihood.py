@@ -1,5 +1,8 @@
 """`janus likelihood`: the model's per-base distribution over A, C, G, T at every position of
-genomic regions, each base predicted from all the others in one forward pass (no masking).
+genomic regions or sequences, in one forward pass (no masking). What each prediction saw is the
+architecture's (JanusDNA: every other base of the window; a causal model: the bases to its left);
+the output's metadata says which (prediction_context). Architectures whose per-base output sees
+the base itself are refused.
 
 Each record's window (the region, or --window bp centred on it; N beyond a contig end with
 --edge pad) is tiled when longer than the model's max_seq_len, and every position takes its
@@ -13,30 +16,31 @@ logp_C, logp_G, logp_T (natural log), entropy (nats), logp_ref (logp of the refe
 at N); with --mutagenesis llr_A, llr_C, llr_G, llr_T (logp_X - logp_ref: 0 at the reference base,
 null at N): a saturation mutagenesis map from the same pass; with --rc both the per-strand
 logp_X_fwd and logp_X_rev; then name and skip_reason. A skipped record is one row (pos = its
-start, no scores) with its skip_reason.
+start, no scores) with its skip_reason. For sequence inputs there is no chrom column, and pos is
+the 0-based offset in the sequence named by name.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from . import windows
-from .chroms import ChromMatcher, read_alias_table
-from .embed import tile_overlap
-from .errors import UsageError
-from .fasta import Reference
-from .inference import (BASE_LOG_PROBS, DTYPES, InferenceOptions, WindowRunner,
-                        check_inference_options, load_inference_model, provenance)
-from .reference_config import resolve_fasta
-from .regions import count_region_records, encode_reference_text, placed_windows, region_chunks
-from .runtime import resolve_device, set_threads
-from .streaming import Chunk, format_skips, log_summary, write_chunks, write_output_file
+
+import dnalm
+
+from ..engine.inference import (BASE_LOG_PROBS, DTYPES, InferenceOptions, WindowRunner,
+                                check_inference_options, load_inference_model, provenance)
+from ..engine.regions import RecordOptions, encode_reference_text, open_records, placed_windows, tile_overlap
+from ..engine.runtime import resolve_device, set_threads
+from ..errors import UsageError
+from ..io import windows
+from ..io.chroms import ChromMatcher
+from ..engine.streaming import Chunk, format_skips, log_summary, write_chunks, write_output_file
 
 BASES = "ACGT"
 RECORDS_PER_READ = 256
@@ -45,10 +49,7 @@ BEDGRAPH_SUFFIXES = (".bedgraph", ".bedgraph.txt", ".bg")
 
 
 @dataclass
-class LikelihoodOptions(InferenceOptions):
-    bed: Path | None = None
-    regions: list[str] = field(default_factory=list)
-    tile_overlap: int | None = None
+class LikelihoodOptions(RecordOptions):
     mutagenesis: bool = False
     track: str = "logp_ref"
 
@@ -72,41 +73,43 @@ class Unit:
 
 def likelihood(opts: LikelihoodOptions, argv: list[str]) -> Counter:
     """Write the per-base table; returns the number of output rows per skip_reason."""
-    if opts.bed is None and not opts.regions:
-        raise UsageError("give a BED file of regions (- for stdin) or at least one -r chr:beg-end")
     check_inference_options(opts)
     set_threads(opts.threads)
     device = resolve_device(opts.device)
     model_ref, model = load_inference_model(opts.model)
-    max_len = model.config.max_seq_len
+    dnalm.require(model, "per_base_prediction", "janus likelihood" + (" --mutagenesis" if opts.mutagenesis else ""))
+    max_len = model.max_seq_len
     overlap = tile_overlap(opts.tile_overlap, max_len)
     runner = WindowRunner(model, device, rc=opts.rc, batch_size=opts.batch_size, dtype=DTYPES[opts.dtype],
                           output=BASE_LOG_PROBS)
-    aliases = read_alias_table(opts.chrom_alias) if opts.chrom_alias else {}
-    schema = output_schema(opts.mutagenesis, opts.rc == "both")
-    if opts.track not in schema.names or not pa.types.is_floating(schema.field(opts.track).type):
-        floats = [f.name for f in schema if pa.types.is_floating(f.type)]
-        raise UsageError(f"--track {opts.track!r}: choose one of {', '.join(floats)}")
-
-    with Reference(resolve_fasta(opts.fasta)) as reference:
-        matcher = ChromMatcher(reference.lengths, aliases)
-        metadata = provenance(opts, model_ref, model, reference.path, argv, tile_overlap=overlap,
-                              mutagenesis=opts.mutagenesis)
-        records = region_chunks(opts.bed, opts.regions, reference.lengths, matcher, RECORDS_PER_READ)
-        units = record_units(records, reference, matcher, opts, max_len, overlap)
+    with open_records(opts.inputs, opts.regions, opts.fasta, opts.chrom_alias, opts.seq_col) as source:
+        schema = output_schema(opts.mutagenesis, opts.rc == "both", with_chrom=source.kind == "regions")
+        if opts.track not in schema.names or not pa.types.is_floating(schema.field(opts.track).type):
+            floats = [f.name for f in schema if pa.types.is_floating(f.type)]
+            raise UsageError(f"--track {opts.track!r}: choose one of {', '.join(floats)}")
+        if source.kind == "sequences" and _is_bedgraph(opts.out):
+            raise UsageError("a bedGraph track needs genomic coordinates; sequences have none: write .parquet or .tsv")
+        metadata = provenance(opts, model_ref, model, source.reference_path, argv, tile_overlap=overlap,
+                              mutagenesis=opts.mutagenesis, prediction_context=model.prediction_context)
+        units = record_units(source.chunks(RECORDS_PER_READ), source.reference, source.matcher, opts, max_len, overlap)
         chunks = (Chunk(group, sum(u.first_piece for u in group), sum(end - start for u in group for start, end in u.owned))
                   for group in grouped_units(units, TILES_PER_CHUNK))
         counts = write_chunks(
-            chunks, lambda group: likelihood_chunk(group, reference, runner, opts, schema), schema, metadata,
-            opts.stream_options(), count_region_records(opts.bed, opts.regions),
+            chunks, lambda group: likelihood_chunk(group, source.reference, runner, opts, schema), schema, metadata,
+            opts.stream_options(), source.total,
             sinks={suffix: bedgraph_sink(opts.track) for suffix in BEDGRAPH_SUFFIXES})
     log_summary(f"janus: likelihood: {counts.get(None, 0)} bases scored, skipped records: {format_skips(counts)}")
     return counts
 
 
-def output_schema(mutagenesis: bool, both_strands: bool) -> pa.Schema:
+def _is_bedgraph(out: str | None) -> bool:
+    return out is not None and str(out).lower().endswith(BEDGRAPH_SUFFIXES)
+
+
+def output_schema(mutagenesis: bool, both_strands: bool, with_chrom: bool = True) -> pa.Schema:
     score = pa.float32()
-    fields = [pa.field("chrom", pa.string()), pa.field("pos", pa.int64()), pa.field("ref", pa.string())]
+    fields = [pa.field("chrom", pa.string())] if with_chrom else []
+    fields += [pa.field("pos", pa.int64()), pa.field("ref", pa.string())]
     fields += [pa.field(f"logp_{b}", score) for b in BASES]
     fields += [pa.field("entropy", score), pa.field("logp_ref", score)]
     if mutagenesis:
@@ -117,7 +120,7 @@ def output_schema(mutagenesis: bool, both_strands: bool) -> pa.Schema:
     return pa.schema(fields)
 
 
-def record_units(record_chunks: Iterable, reference: Reference, matcher: ChromMatcher, opts: InferenceOptions,
+def record_units(record_chunks: Iterable, reference, matcher: ChromMatcher, opts: InferenceOptions,
                  tile_length: int, overlap: int) -> Iterator[Unit]:
     """One Unit per record, in input order, with its tiles; skipped records have none."""
     for records in record_chunks:
@@ -139,7 +142,7 @@ def record_units(record_chunks: Iterable, reference: Reference, matcher: ChromMa
             yield unit
 
 
-def n_fraction_of_window(reference: Reference, contig: str, start: int, end: int, block: int = 1 << 20) -> float:
+def n_fraction_of_window(reference, contig: str, start: int, end: int, block: int = 1 << 20) -> float:
     """Fraction of N in [start, end), read in blocks so long regions take little memory."""
     n = sum(windows.n_fraction(text) * len(text)
             for text in (reference.fetch_padded(contig, s, min(s + block, end)) for s in range(start, end, block)))
@@ -165,7 +168,7 @@ def grouped_units(units: Iterable[Unit], tiles_per_chunk: int) -> Iterator[list[
         yield group
 
 
-def likelihood_chunk(group: list[Unit], reference: Reference, runner: WindowRunner, opts: LikelihoodOptions,
+def likelihood_chunk(group: list[Unit], reference, runner: WindowRunner, opts: LikelihoodOptions,
                      schema: pa.Schema) -> pa.Table:
     """The output rows of one chunk."""
     texts = [reference.fetch_padded(u.contig, u.origin + start, u.origin + end)
@@ -218,7 +221,8 @@ def _with_nulls(values: np.ndarray) -> pa.Array:
 
 def _skipped_row(unit: Unit, schema: pa.Schema) -> pa.Table:
     values = {name: [None] for name in schema.names}
-    values.update(chrom=[unit.chrom], pos=[unit.start], name=[unit.name], skip_reason=[unit.skip_reason])
+    known = {"chrom": [unit.chrom], "pos": [unit.start], "name": [unit.name], "skip_reason": [unit.skip_reason]}
+    values.update({name: value for name, value in known.items() if name in values})
     return pa.table(values, schema=schema)
 
 

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from .errors import UsageError
+from ..errors import UsageError
 
 COLUMNS = ["chrom", "start", "end"]
 
@@ -94,7 +94,7 @@ def bed_records(path):
     """(line number, fields) of every record of a BED file ('-' is stdin, gzip/bgzip accepted);
     track/browser/'#' lines and blank lines are skipped. Fields are tab-separated (whitespace when
     a line has fewer than 3 tabs' worth)."""
-    from .errors import DataError
+    from ..errors import DataError
     from .fasta import open_text
 
     handle = open_text(path)
@@ -117,7 +117,7 @@ BED_COLUMNS = COLUMNS + ["name", "score", "strand"]
 def read_bed_chunks(path, chunk_size: int):
     """BED3 to BED6+ as DataFrames of up to chunk_size records, in file order: chrom, start, end,
     name, score, strand. Errors name the file and line."""
-    from .errors import DataError
+    from ..errors import DataError
 
     rows = []
     for lineno, fields in bed_records(path):

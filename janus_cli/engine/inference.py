@@ -1,7 +1,7 @@
 """Batched model inference over windows of token ids, on one or both strands.
 
 Only windows of equal length share a batch, nothing is padded, and the model runs batch-invariant
-(JanusDNA.batch_invariant), so a window's output is bit-identical whatever its batch mates; each
+(dnalm's batch_invariant), so a window's output is bit-identical whatever its batch mates; each
 distinct window sequence is computed once per call.
 
 With rc `avg` or `both`, every window is also run reverse-complemented and that output is mapped
@@ -20,14 +20,13 @@ from typing import Callable
 
 import torch
 
-import janusdna
-from janusdna.model import JanusDNA
-from janusdna.tokenizer import reverse_complement
+import dnalm
+from dnalm import DNALM, reverse_complement
 
-from .errors import UsageError
+from ..errors import UsageError
 from .runtime import autocast_context
 from .streaming import StreamOptions, parse_shard
-from .windows import EDGE_MODES
+from ..io.windows import EDGE_MODES
 
 RC_MODES = ("avg", "none", "both")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -50,7 +49,7 @@ class OutputKind:
     two strands' outputs (forward-strand order) are combined into one."""
 
     name: str
-    compute: Callable[[JanusDNA, torch.Tensor], torch.Tensor]
+    compute: Callable[[DNALM, torch.Tensor], torch.Tensor]
     to_forward_strand: Callable[[torch.Tensor], torch.Tensor]
     combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -82,9 +81,9 @@ HIDDEN_AND_LOG_PROBS = OutputKind(
 )
 
 
-def _hidden_and_log_probs(model: JanusDNA, ids: torch.Tensor) -> torch.Tensor:
-    hidden = model.hidden_states(ids)
-    return torch.cat([hidden.float(), model.base_log_probs_from_hidden(hidden)], -1)
+def _hidden_and_log_probs(model: DNALM, ids: torch.Tensor) -> torch.Tensor:
+    hidden, log_probs = model.hidden_and_base_log_probs(ids)
+    return torch.cat([hidden.float(), log_probs.float()], -1)
 
 
 @dataclass
@@ -97,7 +96,7 @@ class StrandOutputs:
 
 
 class WindowRunner:
-    def __init__(self, model: JanusDNA, device: torch.device, rc: str = "avg", batch_size: int = 16,
+    def __init__(self, model: DNALM, device: torch.device, rc: str = "avg", batch_size: int = 16,
                  dtype: torch.dtype = torch.float32, output: OutputKind = HIDDEN_STATES):
         if rc not in RC_MODES:
             raise ValueError(f"rc mode {rc!r}: choose one of {', '.join(RC_MODES)}")
@@ -180,26 +179,27 @@ def check_inference_options(opts: InferenceOptions, extra_choices: dict | None =
         parse_shard(opts.shard)
 
 
-def load_inference_model(model_ref: str | None) -> tuple[str, JanusDNA]:
+def load_inference_model(model_ref: str | None) -> tuple[str, DNALM]:
     """(model reference, model): the given model directory or shipped name, else the default."""
-    model_ref = model_ref or janusdna.DEFAULT_MODEL
-    return str(model_ref), janusdna.load(model_ref)
+    model_ref = model_ref or dnalm.DEFAULT_MODEL
+    return str(model_ref), dnalm.load(model_ref)
 
 
-def provenance(opts: InferenceOptions, model_ref: str, model: JanusDNA, reference_path: Path,
+def provenance(opts: InferenceOptions, model_ref: str, model: DNALM, reference_path: Path | None,
                argv: list[str], **settings) -> dict[str, str]:
     """Key-value metadata of an output file: what produced it, from what, how."""
     return {
-        "janus_version": janusdna.__version__,
+        "janus_version": dnalm.__version__,
         "model": model_ref,
         "model_name": model.config.name,
-        "model_weights_sha256": janusdna.weights_sha256(model_ref),
+        "model_arch": model.arch,
+        "model_weights_sha256": dnalm.weights_sha256(model_ref),
         "window": str(opts.window or "region"),
         "edge": opts.edge,
         "max_n_frac": str(opts.max_n_frac),
         "rc": opts.rc,
         "dtype": opts.dtype,
-        "reference": str(Path(reference_path).resolve()),
+        "reference": str(Path(reference_path).resolve()) if reference_path else "none (sequences given)",
         **{key: str(value) for key, value in settings.items()},
         "command_line": shlex.join(argv),
     }

@@ -33,9 +33,9 @@ from typing import Callable, Iterable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import DataError, UsageError
+from ..errors import DataError, UsageError
 from .runtime import log
-from .windows import SKIP_REASONS
+from ..io.windows import SKIP_REASONS
 
 STDOUT = "-"
 TSV_MISSING = "."

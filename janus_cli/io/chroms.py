@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import DataError
+from ..errors import DataError
 from .fasta import open_text
-from .runtime import log
+from ..engine.runtime import log
 
 MITOCHONDRIAL = ("chrM", "MT")
 

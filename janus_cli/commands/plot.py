@@ -25,8 +25,8 @@ from matplotlib.textpath import TextPath
 from matplotlib.ticker import EngFormatter, MaxNLocator, StrMethodFormatter
 from matplotlib.transforms import Affine2D
 
-from .errors import DataError, UsageError
-from .intervals import parse_region
+from ..errors import DataError, UsageError
+from ..io.intervals import parse_region
 
 matplotlib.use("Agg")  # before pyplot: no display, and no GUI toolkit import
 import matplotlib.pyplot as plt  # noqa: E402

@@ -1,7 +1,8 @@
-"""`janus pretrain`: Janus modeling on a reference genome.
+"""`janus pretrain`: a model's pretraining objective on a reference genome.
 
-Every position is predicted from all the others (labels = inputs, unshifted); N bases stay in the
-input as token 11 but are excluded from the loss. The loss adds the MoE load-balancing term.
+The objective is the architecture's own (dnalm's pretraining_loss; JanusDNA: every position
+predicted from all the others, plus the MoE load-balancing term). N bases stay in the input but
+are excluded from the loss.
 
 Data are windows sampled uniformly from the allowed intervals of an indexed FASTA. The window of
 global sample i at step s is a pure function of (seed, s, i), so resuming is exact without saving
@@ -30,21 +31,19 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
-import janusdna
-from janusdna.model import JanusDNA, JanusDNAConfig
-from janusdna.tokenizer import N, reverse_complement
+import dnalm
+from dnalm.tokenizer import N
 
-from . import intervals as iv
-from .errors import DataError, UsageError
-from .fasta import Reference
-from .runtime import autocast_context, log, resolve_device, set_threads
 
-REFERENCE_PEAK_LR = 8e-3  # the paper's peak learning rate ...
+from ..io import intervals as iv
+from ..errors import DataError, UsageError
+from ..io.fasta import Reference
+from ..engine.runtime import autocast_context, log, resolve_device, set_threads
+from ..engine.schedule import lr_at
+
+REFERENCE_PEAK_LR = 8e-3  # the JanusDNA paper's peak learning rate ...
 REFERENCE_BATCH_TOKENS = 2**20  # ... for batches of this many tokens
-WARMUP_START_LR = 1e-6
-IGNORE = -100
 
 
 @dataclass
@@ -85,16 +84,6 @@ def scaled_peak_lr(global_batch_tokens: int) -> float:
     return REFERENCE_PEAK_LR * math.sqrt(global_batch_tokens / REFERENCE_BATCH_TOKENS)
 
 
-def lr_at(step: int, total_steps: int, peak: float, end: float, warmup_frac: float) -> float:
-    """Linear warm-up from 1e-6 to peak over the first warmup_frac of the steps, then cosine decay
-    to end at the last step. step counts from 0."""
-    warmup = max(1, int(round(warmup_frac * total_steps)))
-    if step < warmup:
-        return WARMUP_START_LR + (peak - WARMUP_START_LR) * step / warmup
-    progress = (step - warmup) / max(1, total_steps - 1 - warmup)
-    return end + (peak - end) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 class WindowSampler:
     """Windows of seq_len bases drawn uniformly over a set of intervals of a reference."""
 
@@ -113,36 +102,28 @@ class WindowSampler:
             k = int(rng.integers(self.cumulative[-1]))
             row = int(np.searchsorted(self.cumulative, k, side="right"))
             start = int(self.regions.at[row, "start"]) + k - (int(self.cumulative[row - 1]) if row else 0)
-            ids = janusdna.encode(self.reference.fetch(self.regions.at[row, "chrom"], start, start + self.seq_len))
+            ids = dnalm.encode(self.reference.fetch(self.regions.at[row, "chrom"], start, start + self.seq_len))
             if (ids == N).float().mean().item() <= self.max_n_frac:
                 break
         else:
             raise DataError(f"{self.reference.path}: no window with <= {self.max_n_frac:.0%} N found in 1000 draws")
         if self.rc_augment and rng.random() < 0.5:
-            ids = reverse_complement(ids)
+            ids = dnalm.reverse_complement(ids)
         return ids
 
     def batch(self, step: int, indices: range) -> torch.Tensor:
         return torch.stack([self.window(step, i) for i in indices])
 
 
-def janus_lm_loss(model: torch.nn.Module, ids: torch.Tensor):
-    """(cross-entropy over non-N positions, MoE aux loss)."""
-    logits, aux = model.forward_with_aux(ids)
-    labels = ids.masked_fill(ids == N, IGNORE)
-    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE)
-    return ce, aux
-
-
 class LossModule(torch.nn.Module):
-    """The training objective as a module, so DistributedDataParallel can wrap it."""
+    """The model's pretraining objective as a module, so DistributedDataParallel can wrap it."""
 
-    def __init__(self, model: JanusDNA):
+    def __init__(self, model: dnalm.DNALM):
         super().__init__()
         self.model = model
 
     def forward(self, ids):
-        return janus_lm_loss(self.model, ids)
+        return self.model.pretraining_loss(ids)
 
 
 def split_regions(opts: PretrainOptions, reference: Reference) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -166,20 +147,23 @@ def split_regions(opts: PretrainOptions, reference: Reference) -> tuple[pd.DataF
     return train, val
 
 
-def build_model(opts: PretrainOptions) -> JanusDNA:
+def build_model(opts: PretrainOptions) -> dnalm.DNALM:
+    """A new model of --config (a native config.json: "arch" and the architecture's fields) or
+    of --preset."""
     if opts.config:
-        raw = json.loads(Path(opts.config).read_text())
-        raw = {k: v for k, v in raw.items() if k not in ("format", "format_version")}
         try:
-            cfg = JanusDNAConfig.from_dict(raw)
-        except (TypeError, ValueError) as exc:
+            raw = json.loads(Path(opts.config).read_text())
+            arch = dnalm.architecture(raw.get("arch", "janusdna"))
+            config = arch.config_class.from_dict(
+                {k: v for k, v in raw.items() if k not in ("format", "format_version", "arch")})
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"--config {opts.config}: {exc}") from None
-    else:
-        if opts.preset not in janusdna.PRESETS:
-            raise UsageError(f"--preset {opts.preset!r}: choose one of {', '.join(janusdna.PRESETS)}")
-        cfg = janusdna.PRESETS[opts.preset]
-    torch.manual_seed(opts.seed)
-    return JanusDNA(cfg)
+        torch.manual_seed(opts.seed)
+        return arch.model_class(config)
+    try:
+        return dnalm.from_preset(opts.preset, seed=opts.seed)
+    except dnalm.CheckpointError as exc:
+        raise UsageError(f"--preset: {exc}") from None
 
 
 def checkpoint_dir(run_dir: Path, step: int) -> Path:
@@ -247,46 +231,47 @@ def pretrain(opts: PretrainOptions, argv: list[str] | None = None) -> Path:
         for group in optimizer.param_groups:
             group["lr"] = lr
         model.train()
-        ce_sum = aux_sum = 0.0
+        components: dict[str, float] = {}
         for micro in range(opts.grad_accum):
             first = (micro * world + rank) * opts.batch_size
             ids = train_sampler.batch(step, range(first, first + opts.batch_size)).to(device)
             with autocast_context(device):
-                ce, aux = loss_module(ids)
-            ((ce + aux) / opts.grad_accum).backward()
-            ce_sum += ce.item() / opts.grad_accum
-            aux_sum += aux.item() / opts.grad_accum
+                loss, parts = loss_module(ids)
+            (loss / opts.grad_accum).backward()
+            for name, value in parts.items():
+                components[name] = components.get(name, 0.0) + value.item() / opts.grad_accum
         torch.nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
         done = step + 1
         if distributed:
-            stats = torch.tensor([ce_sum, aux_sum], device=device)
+            stats = torch.tensor(list(components.values()), device=device, dtype=torch.float64)
             dist.all_reduce(stats)
-            ce_sum, aux_sum = (stats / world).tolist()
+            components = dict(zip(components, (stats / world).tolist()))
+        train_loss = components.pop("cross_entropy")
         last = done == opts.steps
         evaluate = val_sampler is not None and (done % opts.eval_every == 0 or last)
         val_loss = _validate(model, val_sampler, opts, device, rank, world) if evaluate else float("nan")
         if done % opts.log_every == 0 or evaluate or last:
             elapsed = time.perf_counter() - step_start
             metrics.append({
-                "step": done, "tokens": done * tokens_per_step, "train_loss": ce_sum,
+                "step": done, "tokens": done * tokens_per_step, "train_loss": train_loss,
                 "val_loss": val_loss, "val_perplexity": math.exp(val_loss) if not math.isnan(val_loss) else float("nan"),
-                "lr": lr, "aux_loss": aux_sum,
+                "lr": lr, **components,
                 "tokens_per_s": tokens_per_step * (done - progress.last_logged_step) / max(elapsed, 1e-9),
             })
             progress.last_logged_step, step_start = done, time.perf_counter()
             if is_main:
                 _write_metrics(run_dir, metrics)
-        progress.update(done, ce_sum, val_loss)
+        progress.update(done, train_loss, val_loss)
         if is_main and (done % opts.save_every == 0 or last):
             _save_checkpoint(run_dir, done, record, model, optimizer)
     progress.close()
 
     final = run_dir / "model"
     if is_main:
-        janusdna.save(model, final)
+        dnalm.save(model, final)
         log(f"pretrain: wrote {final}")
     if distributed:
         dist.barrier()
@@ -304,21 +289,19 @@ def _validate(model, sampler: WindowSampler, opts: PretrainOptions, device, rank
     for first in range(rank * opts.batch_size, opts.val_windows, world * opts.batch_size):
         ids = sampler.batch(0, range(first, min(first + opts.batch_size, opts.val_windows))).to(device)
         with autocast_context(device):
-            logits = model(ids)
-        labels = ids.masked_fill(ids == N, IGNORE)
-        total_loss += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                      ignore_index=IGNORE, reduction="sum").double()
-        total_tokens += (labels != IGNORE).sum()
+            loss_sum, counted = model.validation_loss(ids)
+        total_loss += loss_sum.double()
+        total_tokens += counted
     if world > 1:
         dist.all_reduce(total_loss)
         dist.all_reduce(total_tokens)
     return (total_loss / total_tokens.clamp(min=1)).item()
 
 
-def _save_checkpoint(run_dir: Path, step: int, record: dict, model: JanusDNA, optimizer):
+def _save_checkpoint(run_dir: Path, step: int, record: dict, model: dnalm.DNALM, optimizer):
     target = checkpoint_dir(run_dir, step)
     tmp = target.with_name(target.name + ".tmp")
-    janusdna.save(model, tmp)
+    dnalm.save(model, tmp)
     torch.save({"step": step, "options": json.dumps(record), "optimizer": optimizer.state_dict(),
                 "torch_rng": torch.get_rng_state()}, tmp / "trainer_state.pt")
     if target.exists():
@@ -326,7 +309,7 @@ def _save_checkpoint(run_dir: Path, step: int, record: dict, model: JanusDNA, op
     tmp.rename(target)
 
 
-def _restore(run_dir: Path, record: dict, model: JanusDNA, optimizer, device) -> tuple[int, list[dict]]:
+def _restore(run_dir: Path, record: dict, model: dnalm.DNALM, optimizer, device) -> tuple[int, list[dict]]:
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None:
         raise UsageError(f"--resume: no checkpoint under {run_dir / 'checkpoints'}")
@@ -335,7 +318,7 @@ def _restore(run_dir: Path, record: dict, model: JanusDNA, optimizer, device) ->
     changed = [f"{k}: {saved.get(k)!r} -> {record.get(k)!r}" for k in _RESUME_INVARIANTS if saved.get(k) != record.get(k)]
     if changed:
         raise UsageError(f"--resume {run_dir}: options differ from the saved run ({'; '.join(changed)})")
-    model.load_state_dict(janusdna.load(ckpt, device=device).state_dict())
+    model.load_state_dict(dnalm.load(ckpt, device=device).state_dict())
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"].cpu())
     metrics_path = run_dir / "metrics.parquet"

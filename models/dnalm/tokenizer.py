@@ -1,4 +1,5 @@
-"""JanusDNA's character vocabulary: 12 ids (the embedding and LM head are padded to 16 rows).
+"""The character vocabulary every janus model shares: 12 ids (embeddings and LM heads are padded
+to 16 rows).
 
     [CLS]0 [SEP]1 [BOS]2 [MASK]3 [PAD]4 [RESERVED]5 [UNK]6 A7 C8 G9 T10 N11
 

@@ -1,4 +1,5 @@
-"""`janus score-variants`: effect scores of VCF variants from JanusDNA's per-base predictions.
+"""`janus score-variants`: effect scores of VCF variants from a model's per-base predictions and
+embeddings.
 
 Every ALT allele (multi-allelic records split, see variants.py) gets a reference window and an
 alternative window of the same length (--window bp), both anchored on the variant: the same
@@ -14,6 +15,9 @@ Scores (natural log; --scores picks some):
   reference window (positions with N left out), for SNVs and indels alike.
 - emb_cosine, emb_l2: cosine similarity and Euclidean distance between the mean-pooled hidden
   states of the two windows.
+llr, ref_logp, alt_logp and delta_pll need a model that predicts each base without seeing it
+(JanusDNA: from both sides; a causal model: from the left, so delta_pll is then an exact
+log-likelihood difference); the embedding scores work with every architecture.
 - With a model from `janus finetune`: its head's class probabilities for both windows,
   prob_<label>_ref, prob_<label>_alt and prob_<label>_diff = alt - ref (prediction_ref/_alt/_diff
   for a regression head).
@@ -38,17 +42,19 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from . import intervals, windows
-from .chroms import ChromMatcher, read_alias_table
-from .errors import DataError, UsageError
-from .fasta import Reference
-from .inference import (DTYPES, HIDDEN_AND_LOG_PROBS, InferenceOptions, WindowRunner,
+import dnalm
+
+from ..io import intervals, windows
+from ..io.chroms import ChromMatcher, read_alias_table
+from ..errors import DataError, UsageError
+from ..io.fasta import Reference
+from ..engine.inference import (DTYPES, HIDDEN_AND_LOG_PROBS, InferenceOptions, WindowRunner,
                         check_inference_options, provenance)
-from .reference_config import resolve_fasta
-from .regions import encode_reference_text
-from .runtime import log, resolve_device, set_threads
-from .streaming import Chunk, format_skips, log_summary, write_chunks
-from .variants import VARIANT_SKIP_REASONS, Variant, count_variants, read_variants, write_scores_vcf
+from ..io.reference_config import resolve_fasta
+from ..engine.regions import encode_reference_text
+from ..engine.runtime import log, resolve_device, set_threads
+from ..engine.streaming import Chunk, format_skips, log_summary, write_chunks
+from ..io.variants import VARIANT_SKIP_REASONS, Variant, count_variants, read_variants, write_scores_vcf
 
 SCORES = ("llr", "ref_logp", "alt_logp", "delta_pll", "emb_cosine", "emb_l2")
 SCORE_DESCRIPTIONS = {
@@ -60,6 +66,7 @@ SCORE_DESCRIPTIONS = {
     "emb_l2": "Euclidean distance between mean-pooled REF and ALT window embeddings",
 }
 NEEDS_ALT_WINDOW = {"delta_pll", "emb_cosine", "emb_l2"}
+NEEDS_PER_BASE_PREDICTION = ("llr", "ref_logp", "alt_logp", "delta_pll")
 CHECK_REF_MODES = ("skip", "warn", "error")
 SKIP_REF_MISMATCH = "ref_mismatch"
 SKIP_REASONS = (windows.SKIP_CHROM_MISSING, windows.SKIP_EDGE, windows.SKIP_N_FRACTION, SKIP_REF_MISMATCH,
@@ -84,7 +91,8 @@ class FinetunedHead:
     """A classification or regression head from `janus finetune`, applied to pooled windows."""
 
     head: torch.nn.Linear
-    task: object  # finetune.Task
+    task: dnalm.Task
+    pooling: str
 
     def columns(self) -> list[str]:
         names = ["prediction"] if self.task.regression else [f"prob_{label}" for label in self.task.labels]
@@ -123,9 +131,12 @@ def score_variants(opts: ScoreOptions, argv: list[str]) -> Counter:
     set_threads(opts.threads)
     device = resolve_device(opts.device)
     model_ref, model, head = load_scoring_model(opts.model)
-    window = opts.window or min(DEFAULT_WINDOW, model.config.max_seq_len)
-    if window > model.config.max_seq_len:
-        raise UsageError(f"--window {window}: longer than the model's max_seq_len {model.config.max_seq_len}")
+    per_base = [s for s in opts.scores if s in NEEDS_PER_BASE_PREDICTION]
+    if per_base:
+        dnalm.require(model, "per_base_prediction", f"janus score-variants --scores {','.join(per_base)}")
+    window = opts.window or min(DEFAULT_WINDOW, model.max_seq_len)
+    if window > model.max_seq_len:
+        raise UsageError(f"--window {window}: longer than the model's max_seq_len {model.max_seq_len}")
     runner = WindowRunner(model, device, rc=opts.rc, batch_size=opts.batch_size, dtype=DTYPES[opts.dtype],
                           output=HIDDEN_AND_LOG_PROBS)
     aliases = read_alias_table(opts.chrom_alias) if opts.chrom_alias else {}
@@ -155,15 +166,13 @@ def score_variants(opts: ScoreOptions, argv: list[str]) -> Counter:
 def load_scoring_model(model_ref: str | None):
     """(model reference, backbone, FinetunedHead or None): a `janus finetune` directory brings
     its head along."""
-    import janusdna
-
-    from .finetune import Task, load_finetuned
-
-    model_ref = str(model_ref or janusdna.DEFAULT_MODEL)
-    if (Path(model_ref) / "head.json").is_file():
-        backbone, head, meta = load_finetuned(model_ref)
-        return model_ref, backbone, FinetunedHead(head, Task.from_meta(meta))
-    return model_ref, janusdna.load(model_ref), None
+    model_ref = str(model_ref or dnalm.DEFAULT_MODEL)
+    if dnalm.is_finetuned(model_ref):
+        finetuned = dnalm.load_finetuned(model_ref)
+        backbone = finetuned.classifier.backbone
+        pooling = finetuned.meta.get("pooling", backbone.default_pooling)
+        return model_ref, backbone, FinetunedHead(finetuned.classifier.head, finetuned.task, pooling)
+    return model_ref, dnalm.load(model_ref), None
 
 
 def output_schema(scores: list[str], head: FinetunedHead | None, both_strands: bool) -> pa.Schema:
@@ -321,7 +330,8 @@ def variant_scores(variant: Variant, placed: Windows, ref_out: torch.Tensor, alt
         scores["emb_cosine"] = float(torch.nn.functional.cosine_similarity(ref_pooled, alt_pooled, dim=0))
         scores["emb_l2"] = float((ref_pooled - alt_pooled).norm())
         if head is not None:
-            ref_values, alt_values = head.outputs(torch.stack([ref_pooled, alt_pooled]))
+            pooled = torch.stack([dnalm.pool(ref_out[:, :-4], head.pooling), dnalm.pool(alt_out[:, :-4], head.pooling)])
+            ref_values, alt_values = head.outputs(pooled)
             for j, name in enumerate(head.columns()[::3]):
                 base = name[:-len("_ref")]
                 scores[f"{base}_ref"], scores[f"{base}_alt"] = float(ref_values[j]), float(alt_values[j])

@@ -19,9 +19,9 @@ from pathlib import Path
 import pyarrow as pa
 import pysam
 
-from .errors import DataError
+from ..errors import DataError
 from .fasta import is_plain_gzip
-from .runtime import log
+from ..engine.runtime import log
 
 STDIN = "-"
 

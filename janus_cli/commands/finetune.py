@@ -1,14 +1,16 @@
-"""`janus finetune` and `janus predict`: sequence-level classification or regression.
+"""`janus finetune`: sequence-level classification or regression.
 
-The model is the JanusDNA backbone, the mean of its hidden states over positions, and one linear
-layer. Training adds the backbone's MoE load-balancing loss to the cross-entropy (or, with
---regression, to the mean squared error on standardised targets) and reverse-complements half of
-the training sequences. Evaluation and prediction average the outputs (logits) of both strands.
+The model is a backbone of any architecture, its pooled embedding (the architecture's default
+pooling; JanusDNA: the mean of its hidden states), and one linear layer (dnalm.SequenceClassifier).
+Training adds the backbone's auxiliary loss (JanusDNA: MoE load balancing) to the cross-entropy
+(or, with --regression, to the mean squared error on standardised targets) and
+reverse-complements half of the training sequences. Evaluation averages the outputs (logits) of
+both strands; `janus predict` applies the result.
 
 Batches hold sequences of a single length, so nothing is ever padded.
 
-A finetuned model directory:
-    DIR/config.json, DIR/model.safetensors   the backbone (native format: janusdna.load(DIR) works)
+A finetuned model directory (dnalm.load_finetuned reads it):
+    DIR/config.json, DIR/model.safetensors   the backbone (native format: dnalm.load(DIR) works)
     DIR/head.safetensors                     the linear head (weight, bias)
     DIR/head.json                            task, label names, pooling, the backbone's provenance
     DIR/metrics.json                         per-epoch losses and timings, val and test metrics
@@ -20,7 +22,6 @@ import copy
 import functools
 import json
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,30 +29,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
-from torch import nn
 
-import janusdna
-from janusdna.checkpoint import CONFIG_FILE, resolve_model_path
-from janusdna.model import JanusDNA
-from janusdna.tokenizer import reverse_complement
+import dnalm
+from dnalm import SequenceClassifier, Task, reverse_complement
+from dnalm.heads import softmax
 
-from . import intervals
-from .errors import DataError, UsageError
-from .fasta import Reference, open_text
-from .pretrain import lr_at
-from .runtime import autocast_context, log, resolve_device, set_threads
+from ..engine.runtime import autocast_context, log, resolve_device, set_threads
+from ..engine.schedule import lr_at
+from ..errors import DataError, UsageError
+from ..io import intervals
+from ..io.fasta import Reference
+from ..io.sequences import BED, SEQUENCE_COLUMNS, detect_input_kind, find_column, read_table
 
-HEAD_FORMAT = "janus-sequence-head"
-HEAD_FORMAT_VERSION = 1
-SEQUENCE_COLUMNS = ("sequence", "seq")  # looked for, in this order, when --seq-col is not given
 LABEL_COLUMN = "label"
-KEY_COLUMNS = ("id", "name")  # table columns that predict copies to its output
-BED_KEY_COLUMNS = ["chrom", "start", "end", "name", "strand"]
 BED_NAMED_COLUMNS = {"name": 4, "score": 5}
-TABLE_SEPARATORS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
-PARQUET_SUFFIXES = (".parquet", ".pq")
 PROGRESS_EVERY_S = 30.0
 
 
@@ -60,13 +51,11 @@ PROGRESS_EVERY_S = 30.0
 
 @dataclass
 class Examples:
-    """The sequences of one input file as token ids, their raw labels (None when not asked for),
-    and the columns that identify each sequence (copied to predict's output)."""
+    """The sequences of one input file as token ids and their raw labels."""
 
     source: str
     ids: list[torch.Tensor]
-    labels: pd.Series | None
-    keys: pd.DataFrame
+    labels: pd.Series
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -76,86 +65,42 @@ class Examples:
         return np.array([len(x) for x in self.ids], dtype=np.int64)
 
 
-def input_kind(path: str | Path) -> str:
-    """'bed', 'parquet' or a table separator, from the file name (a .gz/.bgz suffix is skipped)."""
-    suffixes = [s.lower() for s in Path(path).suffixes]
-    if suffixes and suffixes[-1] in (".gz", ".bgz"):
-        suffixes.pop()
-    suffix = suffixes[-1] if suffixes else ""
-    if suffix == ".bed":
-        return "bed"
-    if suffix in PARQUET_SUFFIXES:
-        return "parquet"
-    if suffix in TABLE_SEPARATORS:
-        return TABLE_SEPARATORS[suffix]
-    raise UsageError(
-        f"{path}: unknown input type; name it .csv, .tsv, .txt (tab-separated), .parquet or .bed "
-        "(text files may end in .gz)"
-    )
-
-
 def read_examples(path: str | Path, seq_col: str | None = None, label_col: str | None = None,
-                  fasta: str | Path | None = None, with_labels: bool = True) -> Examples:
-    """A CSV/TSV/Parquet table with a sequence column, or a BED whose sequences come from fasta."""
-    kind = input_kind(path)
-    if kind == "bed":
-        return _read_bed_examples(Path(path), fasta, label_col if with_labels else None, with_labels)
-    table = _read_table(Path(path), kind)
-    seq_col = _find_column(table, path, seq_col, SEQUENCE_COLUMNS, "--seq-col")
-    labels = None
-    if with_labels:
-        labels = table[_find_column(table, path, label_col, (LABEL_COLUMN,), "--label-col")]
-        missing = np.flatnonzero(labels.isna().to_numpy())
-        if missing.size:
-            raise DataError(f"{path}: row {missing[0] + 1}: missing label")
+                  fasta: str | Path | None = None) -> Examples:
+    """A CSV/TSV/Parquet table with sequence and label columns, or a BED whose sequences come from
+    fasta and whose labels are a column (told apart by content)."""
+    kind = detect_input_kind(path)
+    if kind == BED:
+        return _read_bed_examples(Path(path), fasta, label_col)
+    if kind != "table":
+        raise DataError(f"{path}: a FASTA has no labels; give a table with sequence and label columns, "
+                        "or a BED with --label-col and --fasta")
+    table = read_table(path)
+    seq_col = find_column(table, path, seq_col, SEQUENCE_COLUMNS, "--seq-col")
+    labels = table[find_column(table, path, label_col, (LABEL_COLUMN,), "--label-col")]
+    missing = np.flatnonzero(labels.isna().to_numpy())
+    if missing.size:
+        raise DataError(f"{path}: row {missing[0] + 1}: missing label")
     ids = [_encode(seq, f"{path}: row {i + 1}") for i, seq in enumerate(table[seq_col])]
-    keys = table[[c for c in table.columns if str(c).lower() in KEY_COLUMNS]]
-    return Examples(str(path), ids, labels, keys)
-
-
-def _read_table(path: Path, kind: str) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        if kind == "parquet":
-            return pd.read_parquet(path)
-        with open_text(path) as handle:
-            # only empty cells are missing: "NA" or "N" must stay sequences
-            return pd.read_csv(handle, sep=kind, keep_default_na=False, na_values=[""])
-    except Exception as exc:  # pandas and pyarrow raise many types for malformed files
-        raise DataError(f"{path}: cannot read as a {'Parquet' if kind == 'parquet' else 'delimited text'} "
-                        f"table: {exc}") from None
-
-
-def _find_column(table: pd.DataFrame, path, given: str | None, candidates: tuple[str, ...], option: str) -> str:
-    if given is not None:
-        if given not in table.columns:
-            raise DataError(f"{path}: no column {given!r} (columns: {', '.join(map(str, table.columns))})")
-        return given
-    by_lower = {str(c).lower(): c for c in table.columns}
-    for name in candidates:
-        if name in by_lower:
-            return by_lower[name]
-    raise DataError(f"{path}: no {' or '.join(candidates)} column (columns: "
-                    f"{', '.join(map(str, table.columns))}); name the column with {option}")
+    return Examples(str(path), ids, labels)
 
 
 def _encode(sequence, where: str) -> torch.Tensor:
     if not isinstance(sequence, str) or not sequence:
         raise DataError(f"{where}: missing or empty sequence")
     try:
-        return janusdna.encode(sequence)
+        return dnalm.encode(sequence)
     except ValueError as exc:
         raise DataError(f"{where}: {exc}") from None
 
 
-def _read_bed_examples(path: Path, fasta, label_col: str | None, with_labels: bool) -> Examples:
+def _read_bed_examples(path: Path, fasta, label_col: str | None) -> Examples:
     if fasta is None:
         raise UsageError(f"{path}: BED input needs --fasta to fetch the sequences")
-    if with_labels and label_col is None:
+    if label_col is None:
         raise UsageError(f"{path}: BED input needs --label-col (a 1-based column number such as 7, or name)")
     records = intervals.read_bed(path)
-    labels = pd.Series(_bed_column(path, _bed_column_number(label_col))) if with_labels else None
+    labels = pd.Series(_bed_column(path, _bed_column_number(label_col)))
     ids = []
     with Reference(fasta) as reference:
         for i, record in enumerate(records.itertuples(index=False)):
@@ -166,7 +111,7 @@ def _read_bed_examples(path: Path, fasta, label_col: str | None, with_labels: bo
                 raise DataError(f"{where}: past the end of {record.chrom} ({reference.lengths[record.chrom]} bp)")
             seq = _encode(reference.fetch(record.chrom, record.start, record.end), where)
             ids.append(reverse_complement(seq) if record.strand == "-" else seq)
-    return Examples(str(path), ids, labels, records[BED_KEY_COLUMNS])
+    return Examples(str(path), ids, labels)
 
 
 def _bed_column_number(label_col: str) -> int:
@@ -258,76 +203,33 @@ def regression_metrics(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
 # --- task: what the outputs mean --------------------------------------------------------------
 
 
-@dataclass
-class Task:
-    """Classification over named labels, or regression on targets standardised with the training
-    set's mean and standard deviation (so that the outputs start at a sensible scale)."""
+def task_from_training(examples: Examples, regression: bool) -> Task:
+    if regression:
+        values = _numeric_labels(examples)
+        return Task(True, target_mean=float(values.mean()), target_std=float(values.std()) or 1.0)
+    names = [str(v) for v in sorted(examples.labels.unique())]
+    if len(names) < 2:
+        raise DataError(f"{examples.source}: classification needs at least two labels, found {names}"
+                        " (pass --regression for numeric targets)")
+    return Task(False, labels=names)
 
-    regression: bool
-    labels: list[str] = field(default_factory=list)
-    target_mean: float = 0.0
-    target_std: float = 1.0
 
-    @classmethod
-    def from_training(cls, examples: Examples, regression: bool) -> "Task":
-        if regression:
-            values = _numeric_labels(examples)
-            return cls(True, target_mean=float(values.mean()), target_std=float(values.std()) or 1.0)
-        names = [str(v) for v in sorted(examples.labels.unique())]
-        if len(names) < 2:
-            raise DataError(f"{examples.source}: classification needs at least two labels, found {names}"
-                            " (pass --regression for numeric targets)")
-        return cls(False, labels=names)
+def task_targets(task: Task, examples: Examples) -> torch.Tensor:
+    if task.regression:
+        return torch.from_numpy((_numeric_labels(examples) - task.target_mean) / task.target_std).float()
+    index = {name: i for i, name in enumerate(task.labels)}
+    names = examples.labels.astype(str)
+    unknown = np.flatnonzero(~names.isin(list(index)).to_numpy())
+    if unknown.size:
+        raise DataError(f"{examples.source}: row {unknown[0] + 1}: label {names.iloc[unknown[0]]!r} is not "
+                        f"one of the training labels ({', '.join(task.labels)})")
+    return torch.tensor(names.map(index).to_numpy(), dtype=torch.long)
 
-    @property
-    def kind(self) -> str:
-        return "regression" if self.regression else "classification"
 
-    @property
-    def n_outputs(self) -> int:
-        return 1 if self.regression else len(self.labels)
-
-    def targets(self, examples: Examples) -> torch.Tensor:
-        if self.regression:
-            return torch.from_numpy((_numeric_labels(examples) - self.target_mean) / self.target_std).float()
-        index = {name: i for i, name in enumerate(self.labels)}
-        names = examples.labels.astype(str)
-        unknown = np.flatnonzero(~names.isin(list(index)).to_numpy())
-        if unknown.size:
-            raise DataError(f"{examples.source}: row {unknown[0] + 1}: label {names.iloc[unknown[0]]!r} is not "
-                            f"one of the training labels ({', '.join(self.labels)})")
-        return torch.tensor(names.map(index).to_numpy(), dtype=torch.long)
-
-    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        if self.regression:
-            return F.mse_loss(outputs[:, 0], targets)
-        return F.cross_entropy(outputs, targets)
-
-    def metrics(self, outputs: np.ndarray, targets: torch.Tensor) -> dict[str, float]:
-        if self.regression:
-            return regression_metrics(self.unstandardise(targets.numpy()), self.unstandardise(outputs[:, 0]))
-        return classification_metrics(targets.numpy(), _softmax(outputs))
-
-    def unstandardise(self, values: np.ndarray) -> np.ndarray:
-        return values * self.target_std + self.target_mean
-
-    def prediction_columns(self, outputs: np.ndarray) -> pd.DataFrame:
-        if self.regression:
-            return pd.DataFrame({"prediction": self.unstandardise(outputs[:, 0])})
-        probs = _softmax(outputs)
-        columns = {f"prob_{name}": probs[:, i] for i, name in enumerate(self.labels)}
-        return pd.DataFrame({**columns, "pred_label": np.array(self.labels, dtype=object)[probs.argmax(1)]})
-
-    def to_meta(self) -> dict:
-        if self.regression:
-            return {"task": self.kind, "target_mean": self.target_mean, "target_std": self.target_std}
-        return {"task": self.kind, "labels": self.labels}
-
-    @classmethod
-    def from_meta(cls, meta: dict) -> "Task":
-        if meta["task"] == "regression":
-            return cls(True, target_mean=meta["target_mean"], target_std=meta["target_std"])
-        return cls(False, labels=list(meta["labels"]))
+def task_metrics(task: Task, outputs: np.ndarray, targets: torch.Tensor) -> dict[str, float]:
+    if task.regression:
+        return regression_metrics(task.unstandardise(targets.numpy()), task.unstandardise(outputs[:, 0]))
+    return classification_metrics(targets.numpy(), softmax(outputs))
 
 
 def _numeric_labels(examples: Examples) -> np.ndarray:
@@ -336,83 +238,6 @@ def _numeric_labels(examples: Examples) -> np.ndarray:
     if bad.size:
         raise DataError(f"{examples.source}: row {bad[0] + 1}: label {examples.labels.iloc[bad[0]]!r} is not a number")
     return values
-
-
-def _softmax(outputs: np.ndarray) -> np.ndarray:
-    exp = np.exp(outputs - outputs.max(1, keepdims=True))
-    return exp / exp.sum(1, keepdims=True)
-
-
-# --- model ------------------------------------------------------------------------------------
-
-
-class SequenceModel(nn.Module):
-    """JanusDNA backbone -> mean over positions -> linear head."""
-
-    def __init__(self, backbone: JanusDNA, head: nn.Linear):
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        """ids [B, L] -> outputs [B, n_outputs] (float32)."""
-        return self.head(self.backbone.hidden_states(ids).mean(dim=1)).float()
-
-    def forward_with_aux(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(outputs, MoE auxiliary loss of the backbone)."""
-        hidden, aux = self.backbone.hidden_states_with_aux(ids)
-        return self.head(hidden.mean(dim=1)).float(), aux
-
-    def strand_averaged(self, ids: torch.Tensor) -> torch.Tensor:
-        """Mean of the outputs for the sequences and their reverse complements (one forward pass)."""
-        forward, reverse = self(torch.cat([ids, reverse_complement(ids)])).chunk(2)
-        return (forward + reverse) / 2
-
-
-def load_backbone(model_ref: str, seed: int, device: torch.device) -> tuple[JanusDNA, dict]:
-    """(backbone, provenance) from a model directory or shipped model name, else from a preset
-    name (random initialisation seeded with seed)."""
-    try:
-        path = resolve_model_path(model_ref)
-    except janusdna.CheckpointError:
-        if model_ref not in janusdna.PRESETS:
-            raise
-        backbone = janusdna.from_preset(model_ref, seed=seed).to(device)
-        return backbone, {"model": model_ref, "source": "preset (random init)", "seed": seed,
-                          "name": backbone.config.name}
-    backbone = janusdna.load(path, device=device)
-    return backbone, {"model": model_ref, "source": "model directory", "path": str(path.resolve()),
-                      "weights_sha256": janusdna.weights_sha256(path), "name": backbone.config.name,
-                      "extra": backbone.config.extra}
-
-
-def load_finetuned(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[JanusDNA, nn.Linear, dict]:
-    """(backbone, head, meta) of a directory written by `janus finetune`; meta is head.json, with
-    the label names (meta["labels"]) in the order of the head's outputs."""
-    model_dir = Path(model_dir)
-    meta_path = model_dir / "head.json"
-    if not meta_path.is_file():
-        raise DataError(f"{model_dir}: not a finetuned model directory (no head.json); make one with janus finetune")
-    meta = json.loads(meta_path.read_text())
-    if meta.get("format") != HEAD_FORMAT or meta.get("format_version") != HEAD_FORMAT_VERSION:
-        raise DataError(f"{meta_path}: not a {HEAD_FORMAT} version {HEAD_FORMAT_VERSION} file")
-    backbone = janusdna.load(model_dir, device=device)
-    head = nn.Linear(backbone.config.d_model, Task.from_meta(meta).n_outputs)
-    try:
-        head.load_state_dict(load_file(str(model_dir / "head.safetensors"), device=str(device)))
-    except (OSError, RuntimeError) as exc:
-        raise DataError(f"{model_dir / 'head.safetensors'}: cannot load the head: {exc}") from None
-    return backbone, head.to(device).eval(), meta
-
-
-def save_finetuned(model: SequenceModel, task: Task, out: Path, provenance: dict, options: dict):
-    janusdna.save(model.backbone, out)
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.head.state_dict().items()},
-              str(out / "head.safetensors"))
-    meta = {"format": HEAD_FORMAT, "format_version": HEAD_FORMAT_VERSION, **task.to_meta(), "pooling": "mean",
-            "strands": "outputs averaged over the sequence and its reverse complement",
-            "backbone": provenance, "finetune": options}
-    (out / "head.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
 # --- batching and inference -------------------------------------------------------------------
@@ -431,7 +256,7 @@ def length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generato
 
 
 @torch.inference_mode()
-def strand_averaged_outputs(model: SequenceModel, examples: Examples, batch_size: int,
+def strand_averaged_outputs(model: SequenceClassifier, examples: Examples, batch_size: int,
                             device: torch.device) -> np.ndarray:
     """Outputs [N, n_outputs] for every sequence, averaged over both strands, in input order."""
     model.eval()
@@ -443,10 +268,10 @@ def strand_averaged_outputs(model: SequenceModel, examples: Examples, batch_size
     return outputs
 
 
-def evaluate(model: SequenceModel, task: Task, examples: Examples, targets: torch.Tensor, batch_size: int,
+def evaluate(model: SequenceClassifier, task: Task, examples: Examples, targets: torch.Tensor, batch_size: int,
              device: torch.device) -> dict[str, float]:
     start = time.perf_counter()
-    metrics = task.metrics(strand_averaged_outputs(model, examples, batch_size, device), targets)
+    metrics = task_metrics(task, strand_averaged_outputs(model, examples, batch_size, device), targets)
     metrics["seqs_per_s"] = len(examples) / (time.perf_counter() - start)
     return metrics
 
@@ -489,18 +314,21 @@ def selection_score(task: Task, metrics: dict[str, float]) -> float:
     return -metrics["mse"] if task.regression else metrics["mcc"]
 
 
-def build_model(opts: FinetuneOptions, task: Task, device: torch.device) -> tuple[SequenceModel, dict]:
+def build_model(opts: FinetuneOptions, task: Task, device: torch.device) -> tuple[SequenceClassifier, dict]:
     """(backbone + a zero-initialised head, the backbone's provenance). A zero head starts from
     uniform probabilities (regression: from the training mean)."""
-    backbone, provenance = load_backbone(opts.model, opts.seed, device)
-    head = nn.Linear(backbone.config.d_model, task.n_outputs)
-    nn.init.zeros_(head.weight)
-    nn.init.zeros_(head.bias)
+    try:
+        backbone, provenance = dnalm.load_or_preset(opts.model, seed=opts.seed, device=device)
+    except dnalm.CheckpointError as exc:
+        raise UsageError(f"--model: {exc}") from None
+    model = SequenceClassifier(backbone, task.n_outputs)
+    torch.nn.init.zeros_(model.head.weight)
+    torch.nn.init.zeros_(model.head.bias)
     backbone.requires_grad_(not opts.freeze_backbone)
-    return SequenceModel(backbone, head).to(device), provenance
+    return model.to(device), provenance
 
 
-def make_optimizer(model: SequenceModel, opts: FinetuneOptions, lr: float) -> torch.optim.AdamW:
+def make_optimizer(model: SequenceClassifier, opts: FinetuneOptions, lr: float) -> torch.optim.AdamW:
     groups = [] if opts.freeze_backbone else model.backbone.optimizer_groups(opts.weight_decay)
     groups += [{"params": [model.head.weight], "weight_decay": opts.weight_decay},
                {"params": [model.head.bias], "weight_decay": 0.0}]
@@ -520,7 +348,7 @@ def finetune(opts: FinetuneOptions) -> dict:
         if getattr(opts, name) is not None and getattr(opts, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
     out = Path(opts.out)
-    if (out / CONFIG_FILE).exists():
+    if (out / "config.json").exists():
         raise UsageError(f"{out} already holds a model; choose a new -o")
     set_threads(opts.threads)
     device = resolve_device(opts.device)
@@ -528,10 +356,10 @@ def finetune(opts: FinetuneOptions) -> dict:
 
     read = functools.partial(read_examples, seq_col=opts.seq_col, label_col=opts.label_col, fasta=opts.fasta)
     train = read(opts.train)
-    task = Task.from_training(train, opts.regression)
-    train_targets = task.targets(train)
+    task = task_from_training(train, opts.regression)
+    train_targets = task_targets(task, train)
     held_out = {split: read(path) for split, path in (("val", opts.val), ("test", opts.test)) if path}
-    held_out_targets = {split: task.targets(examples) for split, examples in held_out.items()}
+    held_out_targets = {split: task_targets(task, examples) for split, examples in held_out.items()}
 
     model, provenance = build_model(opts, task, device)
     peak_lr = opts.lr if opts.lr is not None else default_lr(opts.freeze_backbone)
@@ -605,7 +433,8 @@ def finetune(opts: FinetuneOptions) -> dict:
     metrics["wall_s"] = time.perf_counter() - run_start
 
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()}
-    save_finetuned(model, task, out, provenance, {**options, "lr": peak_lr})
+    dnalm.save_finetuned(model, task, out, strands="outputs averaged over the sequence and its reverse complement",
+                         backbone=provenance, finetune={**options, "lr": peak_lr})
     (out / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2) + "\n")
     say(f"finetune: wrote {out}")
     return metrics
@@ -624,38 +453,3 @@ def _json_safe(value):
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
-
-
-# --- predict ----------------------------------------------------------------------------------
-
-
-@dataclass
-class PredictOptions:
-    inputs: Path
-    out: str  # a Parquet path, or "-" for TSV on stdout
-    model: Path
-    seq_col: str | None = None
-    fasta: Path | None = None
-    batch_size: int = 64
-    device: str = "auto"
-    threads: int | None = None
-
-
-def predict(opts: PredictOptions) -> pd.DataFrame:
-    """Per-sequence probabilities (or regression predictions), averaged over both strands, written
-    to opts.out; returns the table."""
-    if opts.batch_size < 1:
-        raise UsageError("--batch-size must be at least 1")
-    set_threads(opts.threads)
-    device = resolve_device(opts.device)
-    backbone, head, meta = load_finetuned(opts.model, device)
-    task = Task.from_meta(meta)
-    examples = read_examples(opts.inputs, opts.seq_col, fasta=opts.fasta, with_labels=False)
-    outputs = strand_averaged_outputs(SequenceModel(backbone, head), examples, opts.batch_size, device)
-    table = pd.concat([examples.keys.reset_index(drop=True), task.prediction_columns(outputs)], axis=1)
-    if opts.out == "-":
-        table.to_csv(sys.stdout, sep="\t", index=False)
-    else:
-        table.to_parquet(opts.out, index=False)
-        log(f"predict: wrote {len(table)} predictions to {opts.out}")
-    return table

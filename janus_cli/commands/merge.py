@@ -20,9 +20,9 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import DataError, UsageError
-from .runtime import log
-from .streaming import PER_SHARD_METADATA, is_stdout, sink_for, write_tsv
+from ..errors import DataError, UsageError
+from ..engine.runtime import log
+from ..engine.streaming import PER_SHARD_METADATA, is_stdout, sink_for, write_tsv
 
 MERGED_FROM = "janus_merged_from"
 

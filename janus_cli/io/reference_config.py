@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import DataError, UsageError
+from ..errors import DataError, UsageError
 
 FASTA_ENV = "JANUS_FASTA"
 HOW_TO_SET = (

@@ -1,30 +1,99 @@
-"""Genomic regions as inference records: read in chunks from BED and -r, placed in model windows,
-fetched from the reference, and per-position outputs stitched back from tiles.
+"""Inference records: genomic regions (BED, -r) read in chunks from a reference, or sequences (a
+FASTA of records, a table) read whole; placed in model windows, fetched, and per-position
+outputs stitched back from tiles.
 
-Records are DataFrames with chrom, start, end (0-based half-open), name, strand. A record's
-sequence is its region, or a --window centred on it, fetched from the reference (strand -
-reverse-complemented). Records that cannot be used keep a skip_reason (chrom_missing, edge,
-empty, n_fraction).
+Records are DataFrames with chrom, start, end (0-based half-open), name, strand; a sequence is a
+record whose "chrom" is its own name and which covers all of it. A record's sequence is its
+region, or a --window centred on it (strand - reverse-complemented). Records that cannot be used
+keep a skip_reason (chrom_missing, edge, empty, n_fraction).
 """
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pandas as pd
 import torch
 
-import janusdna
-from janusdna.tokenizer import reverse_complement
+import dnalm
+from dnalm import reverse_complement
 
-from . import intervals, windows
-from .chroms import ChromMatcher
-from .errors import DataError, UsageError
-from .fasta import Reference
+from ..io import intervals, windows
+from ..errors import DataError, UsageError
+from ..io import sequences
+from ..io.chroms import ChromMatcher, read_alias_table
+from ..io.fasta import Reference
+from ..io.reference_config import resolve_fasta
 from .inference import InferenceOptions, StrandOutputs
 
 RECORD_COLUMNS = ["chrom", "start", "end", "name", "strand"]
+SEQUENCE_KEY_COLUMNS = ["name"]
+RECORDS_PER_CHUNK = 256
+
+
+@dataclass
+class RecordOptions(InferenceOptions):
+    """The inputs of a command that runs on regions or sequences (embed, likelihood, predict)."""
+
+    inputs: str | Path | None = None
+    regions: list[str] = field(default_factory=list)
+    seq_col: str | None = None
+    tile_overlap: int | None = None
+
+
+@dataclass
+class RecordSource:
+    """Where a run's records come from: genomic regions of a reference, or sequences."""
+
+    kind: str  # "regions" or "sequences"
+    reference: Reference | sequences.SequenceSet
+    matcher: ChromMatcher
+    chunks: Callable[[int], Iterator[pd.DataFrame]]  # chunk size -> record chunks, in input order
+    total: int | None  # the number of records, when known before reading them
+
+    @property
+    def key_columns(self) -> list[str]:
+        """The record columns an output keeps: coordinates for regions, the name for sequences."""
+        return RECORD_COLUMNS if self.kind == "regions" else SEQUENCE_KEY_COLUMNS
+
+    @property
+    def reference_path(self) -> Path | None:
+        return self.reference.path if self.kind == "regions" else None
+
+
+@contextlib.contextmanager
+def open_records(inputs: str | Path | None, regions: list[str], fasta: Path | None, chrom_alias: Path | None,
+                 seq_col: str | None = None) -> Iterator[RecordSource]:
+    """The records of a command's input: a BED and/or -r regions of the reference (--fasta), or a
+    FASTA of sequences or a table with a sequence column (told apart by content)."""
+    if inputs is None and not regions:
+        raise UsageError(f"give an input ({sequences.INPUT_KINDS_TEXT}; - reads stdin) or -r chr:beg-end")
+    kind = sequences.detect_input_kind(inputs) if inputs is not None else sequences.BED
+    if kind != sequences.BED:
+        if regions:
+            raise UsageError(f"-r selects regions of the reference; {inputs} holds sequences, not regions")
+        with sequences.read_sequences(inputs, seq_col) as seqs:
+            records = seqs.records()
+            yield RecordSource("sequences", seqs, ChromMatcher(seqs.lengths),
+                               lambda size: (records[i:i + size] for i in range(0, len(records), size)), len(records))
+        return
+    aliases = read_alias_table(chrom_alias) if chrom_alias else {}
+    with Reference(resolve_fasta(fasta)) as reference:
+        matcher = ChromMatcher(reference.lengths, aliases)
+        yield RecordSource("regions", reference, matcher,
+                           lambda size: region_chunks(inputs, regions, reference.lengths, matcher, size),
+                           count_region_records(inputs, regions))
+
+
+def tile_overlap(given: int | None, max_len: int) -> int:
+    """--tile-overlap, or a quarter of the model's max_seq_len."""
+    overlap = max_len // 4 if given is None else given
+    if not 0 <= overlap < max_len:
+        raise UsageError(f"--tile-overlap {overlap}: must be at least 0 and below the model's max_seq_len {max_len}")
+    return overlap
 
 
 def region_chunks(bed: Path | str | None, regions: list[str], contig_lengths: dict[str, int],
@@ -85,7 +154,7 @@ def placed_windows(chunk: pd.DataFrame, contig_lengths: dict[str, int], matcher:
     return placed
 
 
-def record_sequences(chunk: pd.DataFrame, reference: Reference, matcher: ChromMatcher,
+def record_sequences(chunk: pd.DataFrame, reference: Reference | sequences.SequenceSet, matcher: ChromMatcher,
                      opts: InferenceOptions) -> tuple[dict[int, torch.Tensor], list[str | None]]:
     """Token ids of each usable record (by row number, on the record's strand), and every
     record's skip_reason (None for the usable ones)."""
@@ -111,7 +180,7 @@ def encode_reference_text(text: str, where: str) -> torch.Tensor:
     """Token ids of reference text (IUPAC codes become N); other characters are a DataError
     naming `where`."""
     try:
-        return janusdna.encode(text)
+        return dnalm.encode(text)
     except ValueError as exc:
         raise DataError(f"{where}: {exc}") from None
 

@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-from .errors import UsageError
+from ..errors import UsageError
 
 
 def log(message: str):

@@ -1,0 +1,1 @@
+"""The edges: reading and writing files (FASTA, BED, VCF, tables), regions, windows, chromosome names."""
