@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 # architecture name -> the package that defines it
-ARCHITECTURE_PACKAGES = {"janusdna": "janusdna", "hybridna": "hybridna"}
+ARCHITECTURE_PACKAGES = {"janusdna": "janusdna", "hybridna": "hybridna", "mergedna": "mergedna"}
 
 LEGACY_ARCH = "janusdna"  # what a config.json without "arch" is
 
