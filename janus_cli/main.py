@@ -141,7 +141,8 @@ def pretrain(
         "Examples:\n\n"
         "  janus finetune train.csv --val dev.csv --test test.csv --model janusdna-d72 -o promoters/\n\n"
         "  janus finetune peaks.bed --fasta hg38.fa --label-col 7 --model my_model/ --freeze-backbone -o probe/\n\n"
-        "  janus finetune expr.parquet --regression --model janusdna-d32 --max-steps 200 -o scratch/"
+        "  janus finetune expr.parquet --regression --model janusdna-d32 --max-steps 200 -o scratch/\n\n"
+        "  janus finetune tata_train.csv --generative --val tata_dev.csv --model my_hybridna/ --lr 1e-4 -o tata_generator/"
     ),
 )
 def finetune(
@@ -157,7 +158,10 @@ def finetune(
     label_col: str = typer.Option(None, help="Label column (default: label); for BED a 1-based column number or name."),
     fasta: Path = typer.Option(None, help="Reference FASTA for BED inputs (strand - is reverse-complemented) (default: none)."),
     regression: bool = typer.Option(False, "--regression", help="Numeric labels: one output trained with MSE."),
+    generative: bool = typer.Option(False, "--generative", help="Label-conditioned generation instead of a head, for a causal model (hybridna): each label becomes prompt tokens (one per position and character, new embedding rows) and the model learns to generate its sequences; the loss covers the bases only, --val keeps the epoch with the best next-base accuracy; the output is a model for janus generate --label (default: off)."),
     freeze_backbone: bool = typer.Option(False, "--freeze-backbone", help="Train only the linear head (a linear probe)."),
+    pooling: str = typer.Option(None, "--pooling", show_default=False,
+                                help="How the backbone's states are pooled for the head: one of the architecture's poolings, e.g. mean, max, center, last, and echo for hybridna (default: the architecture's own: mean for janusdna and mergedna, echo for hybridna)."),
     epochs: int = typer.Option(10, help="Passes over the training data."),
     batch_size: int = typer.Option(32, help="Sequences per step (all of one length)."),
     lr: float = typer.Option(None, help="Peak learning rate, after linear warm-up, before cosine decay (default: 5e-4, or 2e-3 with --freeze-backbone)."),
@@ -168,12 +172,12 @@ def finetune(
     threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ):
-    """Finetune a model for sequence classification (or regression): its pooled embedding + a linear head."""
+    """Finetune a model for sequence classification (or regression): its pooled embedding + a linear head; or, with --generative, to generate sequences given their label."""
     from .commands.finetune import FinetuneOptions, finetune as run_finetune
 
     opts = FinetuneOptions(
         train=train, out=out, model=model, val=val, test=test, seq_col=seq_col, label_col=label_col, fasta=fasta,
-        regression=regression, freeze_backbone=freeze_backbone, epochs=epochs, batch_size=batch_size, lr=lr,
+        regression=regression, generative=generative, freeze_backbone=freeze_backbone, pooling=pooling, epochs=epochs, batch_size=batch_size, lr=lr,
         patience=patience, max_steps=max_steps, seed=seed, device=device, threads=threads, quiet=quiet,
     )
     with reported_errors():
@@ -198,7 +202,7 @@ EDGE = typer.Option("pad", "--edge", show_default=False,
 MAX_N_FRAC = typer.Option(0.1, "--max-n-frac", show_default=False,
                           help="Skip records whose window has a larger fraction of N (default: 0.1).")
 RC = typer.Option("avg", "--rc", show_default=False,
-                  help="avg: average both strands; none: forward strand only; both: also write each strand (default: avg).")
+                  help="avg: average both strands; none: forward strand only; both: also write each strand (default: avg). For a causal model the reverse strand's predictions use the right context, so avg combines a left-context and a right-context prediction of each base.")
 CHROM_ALIAS = typer.Option(None, "--chrom-alias", show_default=False,
                            help="TSV of input chromosome name, reference contig name (default: none; chr20/20 and chrM/MT match anyway).")
 BATCH_SIZE = typer.Option(16, "--batch-size", show_default=False, help="Windows per forward pass (default: 16).")
@@ -238,7 +242,7 @@ def embed(
     edge: str = EDGE,
     max_n_frac: float = MAX_N_FRAC,
     tile_overlap: int = TILE_OVERLAP,
-    pooling: str = typer.Option(None, "--pooling", help="Pool positions by mean, max, center or last (default: the architecture's own, mean for JanusDNA).", show_default=False),
+    pooling: str = typer.Option(None, "--pooling", help="Pool positions by mean, max, center or last, or a pooling of the architecture's own such as hybridna's echo (default: the architecture's own: mean for janusdna and mergedna, echo for hybridna).", show_default=False),
     per_position: bool = typer.Option(False, "--per-position", help="Keep one vector per base instead of pooling, for short regions (default: pool).", show_default=False),
     rc: str = RC,
     chrom_alias: Path = CHROM_ALIAS,
@@ -284,7 +288,7 @@ def likelihood(
     edge: str = EDGE,
     max_n_frac: float = MAX_N_FRAC,
     tile_overlap: int = TILE_OVERLAP,
-    mutagenesis: bool = typer.Option(False, "--mutagenesis", help="Add llr_A..llr_T: log P(alt) - log P(ref) for every base at every position (default: off).", show_default=False),
+    mutagenesis: bool = typer.Option(False, "--mutagenesis", help="Add llr_A..llr_T for every base at every position: log P(alt) - log P(ref) from the same pass for a model that predicts each base from all the others (janusdna); for a causal model (hybridna) the full-window log-likelihood ratio log p(mutated window) - log p(window), which costs three forward passes per base (default: off).", show_default=False),
     track: str = typer.Option("logp_ref", "--track", help="The column a .bedgraph output holds, e.g. logp_ref, entropy, llr_A (default: logp_ref).", show_default=False),
     rc: str = RC,
     chrom_alias: Path = CHROM_ALIAS,
@@ -296,7 +300,7 @@ def likelihood(
     resume: bool = RESUME,
     quiet: bool = QUIET,
 ):
-    """Per-base log-probabilities of A, C, G, T and entropy at every position of regions or sequences (and optionally a saturation mutagenesis map)."""
+    """Per-base log-probabilities of A, C, G, T and entropy at every position of regions or sequences (and optionally a saturation mutagenesis map). What each prediction saw depends on the architecture (janusdna: every other base of the window; hybridna: the bases to its left) and is recorded in the output's metadata (prediction_context)."""
     from .commands.likelihood import LikelihoodOptions, likelihood as run_likelihood
 
     opts = LikelihoodOptions(
@@ -417,3 +421,89 @@ def predict(
     )
     with reported_errors():
         run_predict(opts, argv=_argv())
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  janus generate --model tata_generator/ --label 1 --length 70 --beam 200 -o promoters.beam.parquet\n\n"
+        "  janus generate --model tata_generator/ --label 0 --label 1 --length 70 --sample -n 200 --top-p 0.95 --seed 1 -o sampled.fa\n\n"
+        "  janus generate --model my_hybridna/ --prompt TATAAA --length 100 --sample -n 10 --temperature 0.8 | head -4\n\n"
+        "  janus generate --model enhancers/ --label 300 --length 200 --beam 2500 -n 600 -o hepg2.fa"
+    ),
+)
+def generate(
+    model: str = typer.Option(..., "--model", help="A causal model directory (HybriDNA), for --label one written by janus finetune --generative."),
+    length: int = typer.Option(..., "--length", "-L", help="Bases to generate per sequence (fixed length)."),
+    n: int = typer.Option(None, "-n", show_default=False, help="Sequences per label (default: the beam width with --beam; required with --sample)."),
+    labels: list[str] = typer.Option([], "--label", show_default=False, help="Condition on this label, one prompt token per character; repeatable, N sequences each (default: no label)."),
+    prompt: str = typer.Option(None, "--prompt", show_default=False, help="Bases the sequences continue (after the label's tokens); not part of the output sequence (default: none)."),
+    beam: int = typer.Option(None, "--beam", show_default=False, help="Beam search of this width: the best sequences by total log-probability (default: off; give --beam or --sample)."),
+    sample: bool = typer.Option(False, "--sample", show_default=False, help="Draw sequences at random from the model (default: off; give --beam or --sample)."),
+    temperature: float = typer.Option(1.0, "--temperature", show_default=False, help="With --sample, divide the log-probabilities by this (default: 1.0)."),
+    top_k: int = typer.Option(None, "--top-k", show_default=False, help="With --sample, draw among the k most likely bases only (default: all 4)."),
+    top_p: float = typer.Option(None, "--top-p", show_default=False, help="With --sample, draw among the fewest most likely bases whose probability reaches p (default: 1, all)."),
+    seed: int = typer.Option(0, "--seed", show_default=False, help="Seed of --sample's draws; the same seed and --batch-size give the same sequences (default: 0)."),
+    out: str = typer.Option(None, "-o", "--out", show_default=False, help="Output file: .parquet (default), .fa/.fasta (header: id label log_likelihood rank), .tsv, or - for FASTA on stdout (default: FASTA on stdout)."),
+    batch_size: int = typer.Option(64, "--batch-size", show_default=False, help="With --sample, sequences decoded together (default: 64)."),
+    device: str = DEVICE,
+    threads: int = THREADS,
+    quiet: bool = typer.Option(False, "--quiet", "-q", show_default=False, help="No progress output (default: progress on stderr when it is a terminal)."),
+):
+    """Generate DNA with a causal model by beam search or sampling (A/C/G/T only, fixed length), optionally conditioned on a label or a prompt."""
+    from .commands.generate import GenerateOptions, generate as run_generate
+
+    opts = GenerateOptions(
+        model=model, length=length, n=n, labels=labels, prompt=prompt, beam=beam, sample=sample,
+        temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, out=out, batch_size=batch_size,
+        device=device, threads=threads, quiet=quiet,
+    )
+    with reported_errors():
+        run_generate(opts, argv=_argv())
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  janus tokenize regions.bed --fasta hg38.fa --model mergedna_model/ --class-field 1,3 -o tokens.parquet\n\n"
+        "  janus tokenize -r chr21:22,000,001-22,010,000 --model mergedna_model/ -o tokens.bed\n\n"
+        "  janus tokenize designed_promoters.fa --model mergedna_model/ -o - | head\n\n"
+        "  janus plot tokens tokens.parquet --by class -o token_lengths.png"
+    ),
+)
+def tokenize(
+    inputs: str = RECORDS,
+    regions: list[str] = REGIONS,
+    seq_col: str = SEQ_COL,
+    out: str = typer.Option(None, "-o", "--out", show_default=False,
+                            help="Output file: .parquet (default), .tsv, .bed (one BED9 line per token, for genome browsers), or - for TSV on stdout (default: TSV on stdout)."),
+    fasta: Path = FASTA,
+    model: str = typer.Option(None, "--model", show_default=False,
+                              help="Model directory or shipped model name with a learned tokenization (MergeDNA) (default: the first shipped such model)."),
+    window: int = typer.Option(None, "--window", help="Tokenize a window of this many bp centred on each region (default: the region itself).", show_default=False),
+    edge: str = EDGE,
+    max_n_frac: float = MAX_N_FRAC,
+    tile_overlap: int = TILE_OVERLAP,
+    compression_ratio: float = typer.Option(None, "--compression-ratio", show_default=False,
+                                            help="Tokens per base, in (0, 1] (default: the model's own, 0.5 for MergeDNA)."),
+    class_field: str = typer.Option(None, "--class-field", show_default=False,
+                                    help="Summarise (and fill the class column) by these 1-based fields of the ':'-separated record name, e.g. 3 or 1,3 for Genomic Benchmarks names task:split:class:id (default: the whole name)."),
+    chrom_alias: Path = CHROM_ALIAS,
+    batch_size: int = BATCH_SIZE,
+    device: str = DEVICE,
+    threads: int = THREADS,
+    shard: str = SHARD,
+    resume: bool = RESUME,
+    quiet: bool = QUIET,
+):
+    """Segment regions or sequences into a model's learned tokens (MergeDNA): one row per token, and token lengths per class on stderr."""
+    from .commands.tokenize import TokenizeOptions, tokenize as run_tokenize
+
+    opts = TokenizeOptions(
+        inputs=inputs, regions=regions, seq_col=seq_col, out=out, fasta=fasta, model=model, window=window, edge=edge,
+        max_n_frac=max_n_frac, tile_overlap=tile_overlap, compression_ratio=compression_ratio, class_field=class_field,
+        chrom_alias=chrom_alias, batch_size=batch_size, device=device, threads=threads, shard=shard, resume=resume,
+        quiet=quiet,
+    )
+    with reported_errors():
+        run_tokenize(opts, argv=_argv())

@@ -10,7 +10,7 @@ import typer
 from .errors import reported_errors
 
 plot_app = typer.Typer(
-    help="Figures from janus outputs: likelihood tracks, mutagenesis, variant scores, training curves, embeddings.",
+    help="Figures from janus outputs: likelihood tracks, mutagenesis, variant scores, training curves, embeddings, token lengths.",
     no_args_is_help=True,
 )
 
@@ -123,4 +123,29 @@ def embeddings(
 
     with reported_errors():
         plot_embeddings(embeddings_parquet, out, color_by=color_by, name_field=name_field)
+    _wrote(out)
+
+
+@plot_app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  janus plot tokens tokens.parquet -o token_lengths.png\n\n"
+        "  janus plot tokens tokens.parquet --by name --name-field 3 -o token_lengths_by_class.pdf"
+    ),
+)
+def tokens(
+    tokens_parquet: Path = typer.Argument(..., metavar="TOKENS", help="Parquet from janus tokenize."),
+    out: Path = typer.Option(..., "-o", "--out", help=OUT_HELP, show_default=False),
+    by: str = typer.Option("class", "--by", help="Column whose groups get one line each, e.g. class, name, chrom (default: class).", show_default=False),
+    name_field: int = typer.Option(
+        None, "--name-field", show_default=False,
+        help="Group by this 1-based field of the ':'-separated --by value, e.g. 3 for the class of "
+             "Genomic Benchmarks names task:split:class:id (default: the whole value).",
+    ),
+):
+    """Plot token-length distributions of janus tokenize output, one line per group of a column."""
+    from .commands.plot import plot_tokens
+
+    with reported_errors():
+        plot_tokens(tokens_parquet, out, by=by, name_field=name_field)
     _wrote(out)

@@ -27,6 +27,24 @@ def tiny_model_dir(tmp_path_factory):
     return janusdna.save(janusdna.JanusDNA(config), tmp_path_factory.mktemp("model") / "tiny")
 
 
+@pytest.fixture(scope="session")
+def tiny_hybridna_dir(tmp_path_factory):
+    """A small random HybriDNA (d_model 16, 2 layers: Mamba2 then attention, max_seq_len 256)."""
+    import dnalm
+
+    torch.manual_seed(1)
+    config = dnalm.architecture("hybridna").config_class(
+        d_model=16, n_layers=2, attn_period=2, attn_offset=1, n_heads=2, n_kv_heads=1, d_state=8, headdim=8,
+        chunk_size=32, max_seq_len=256, name="tiny-hybridna")
+    return dnalm.save(dnalm.architecture("hybridna").model_class(config), tmp_path_factory.mktemp("model") / "tiny-hybridna")
+
+
+@pytest.fixture(params=["janusdna", "hybridna"])
+def model_dir_of_each_arch(request, tiny_model_dir, tiny_hybridna_dir):
+    """The tiny model of each architecture that predicts every base (see tiny_model_dir)."""
+    return {"janusdna": tiny_model_dir, "hybridna": tiny_hybridna_dir}[request.param]
+
+
 @pytest.fixture
 def read_only_dir(tmp_path, monkeypatch):
     """A directory nobody can create files in. Root writes in read-only directories anyway, so

@@ -333,3 +333,30 @@ def test_identical_windows_are_computed_once(model):
     outputs = runner.run([a, b, a, a, b])
     assert sum(computed) == 2 * 2  # two distinct windows, each on both strands
     assert torch.equal(outputs[0].forward, outputs[3].forward) and torch.equal(outputs[1].reverse, outputs[4].reverse)
+
+
+def test_a_window_pooling_of_the_architecture_is_its_own_and_tiles_are_length_weighted(tmp_path, tiny_hybridna_dir):
+    """HybriDNA's default pooling, echo, needs the whole window: each tile is pooled by the model
+    (both strands averaged), and a long record is the mean of its tiles weighted by the bases
+    each provides (tiles of 256 overlapping by 64 over 600 bp own 224, 172 and 204 bases)."""
+    model = janusdna.load(tiny_hybridna_dir)
+
+    def echo(text):
+        ids = janusdna.encode(text)[None]
+        with torch.inference_mode():
+            forward = model.sequence_embedding(ids, "echo")[0]
+            reverse = model.sequence_embedding(janusdna.reverse_complement(ids), "echo")[0]
+        return (forward + reverse) / 2
+
+    table, _ = embed_to_parquet(tmp_path, tiny_hybridna_dir, [("20", 1000, 1100), ("20", 2000, 2600)])
+    short, long = (np.array(v) for v in table.column("embedding").to_pylist())
+    np.testing.assert_allclose(short, echo(fetch(1000, 1100)).numpy(), rtol=1e-5, atol=1e-6)
+    text = fetch(2000, 2600)
+    tiles = [echo(text[a:b]) for a, b in [(0, 256), (192, 448), (344, 600)]]
+    expected = (224 * tiles[0] + 172 * tiles[1] + 204 * tiles[2]) / 600
+    np.testing.assert_allclose(long, expected.numpy(), rtol=1e-5, atol=1e-6)
+    assert pq.read_schema(tmp_path / "emb.parquet").metadata[b"pooling"] == b"echo"
+    result = janus("embed", "-r", "20:1001-1100", "--fasta", FASTA, "--model", tiny_hybridna_dir, "--pooling", "center")
+    assert result.exit_code == 0, result.output
+    result = janus("embed", "-r", "20:1001-1100", "--fasta", FASTA, "--model", janusdna.DEFAULT_MODEL, "--pooling", "echo")
+    assert result.exit_code == 2 and "a janusdna model pools by mean, max, center, last" in result.stderr

@@ -18,7 +18,7 @@ from conftest import DATA
 from janus_cli.commands import finetune as ft
 from janus_cli.commands.predict import predict
 from janus_cli.engine.regions import RecordOptions
-from janus_cli.errors import DataError
+from janus_cli.errors import DataError, UsageError
 from janus_cli.io.fasta import Reference
 
 GUE = DATA / "gue_prom_core_notata_small"
@@ -257,3 +257,19 @@ def test_cli_exit_codes(tmp_path):
 
     result = janus("predict", bad, "--model", GUE, "-o", "-")
     assert result.returncode == 1 and "not a finetuned model directory" in result.stderr and result.stdout == ""
+
+
+def test_a_hybridna_backbone_finetunes_with_its_poolings_and_predicts(tmp_path, tiny_hybridna_dir):
+    out = tmp_path / "last"
+    ft.finetune(ft.FinetuneOptions(train=GUE / "dev.csv", out=out, model=str(tiny_hybridna_dir), pooling="last",
+                                   max_steps=3, threads=1, quiet=True))
+    assert json.loads((out / "head.json").read_text())["pooling"] == "last"
+    table = predict_table(GUE / "test.csv", out, tmp_path / "p.parquet")
+    finetuned = dnalm.load_finetuned(out)
+    sequence = pd.read_csv(GUE / "test.csv")["sequence"][0]
+    with torch.inference_mode():
+        expected = torch.softmax(finetuned.classifier.strand_averaged(janusdna.encode(sequence)[None]), -1)[0, 1]
+    assert table["prob_1"][0] == pytest.approx(float(expected), abs=1e-5)
+    with pytest.raises(UsageError, match="--pooling: pooling 'center-ish': a hybridna model pools by echo, mean"):
+        ft.finetune(ft.FinetuneOptions(train=GUE / "dev.csv", out=tmp_path / "bad", model=str(tiny_hybridna_dir),
+                                       pooling="center-ish", max_steps=1, threads=1, quiet=True))

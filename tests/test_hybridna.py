@@ -378,8 +378,8 @@ def test_echo_embeddings():
     length = ids.shape[1]
     with torch.no_grad():
         echo_run = model.trunk(torch.cat([torch.full((2, 1), BOS), ids, ids], dim=1))
-        causal = model.causal_hidden_states(ids)
-        echo = model.hidden_states(ids)
+        causal = model.hidden_states(ids)
+        echo = model.echo_states(ids)
         # the second copy is positions L+1 .. 2L of [BOS] x x; the first copy is the plain causal run
         assert echo.shape == causal.shape == (2, length, TINY.d_model)
         torch.testing.assert_close(echo, echo_run[:, length + 1:])
@@ -388,16 +388,17 @@ def test_echo_embeddings():
         # the last base reaches every echo state, but no causal state before it
         changed = ids.clone()
         changed[:, -1] = torch.where(ids[:, -1] == BASE_IDS[0], BASE_IDS[1], BASE_IDS[0])
-        assert ((model.hidden_states(changed) - echo).abs().amax(-1) > 0).all()
-        assert torch.equal(model.causal_hidden_states(changed)[:, :-1], causal[:, :-1])
+        assert ((model.echo_states(changed) - echo).abs().amax(-1) > 0).all()
+        assert torch.equal(model.hidden_states(changed)[:, :-1], causal[:, :-1])
 
-        # the default sequence embedding is the echo embedding: the mean of the echo states
-        assert model.default_pooling == "mean"
+        # the default sequence embedding is the echo embedding; mean and last pool the causal states
+        assert model.default_pooling == "echo" and model.poolings[0] == "echo"
         torch.testing.assert_close(model.sequence_embedding(ids), echo.mean(1))
-        torch.testing.assert_close(model.sequence_embedding(ids, "last"), echo[:, -1])
+        torch.testing.assert_close(model.sequence_embedding(ids, "mean"), causal.mean(1))
+        torch.testing.assert_close(model.sequence_embedding(ids, "last"), causal[:, -1])
 
         hidden, log_probs = model.hidden_and_base_log_probs(ids)
-        torch.testing.assert_close(hidden, echo)
+        torch.testing.assert_close(hidden, causal)
         torch.testing.assert_close(log_probs, model.base_log_probs(ids), rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(2, length))
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import dnalm
 import janusdna
 from conftest import DATA, EXAMPLES, HG38
 from janus_cli.io.fasta import Reference
@@ -26,7 +27,7 @@ def run_to_table(tmp_path, model_dir, *args, name="ll.parquet"):
 
 
 def model_log_probs(model_dir, text):
-    model = janusdna.load(model_dir)
+    model = dnalm.load(model_dir)
     ids = janusdna.encode(text)
     with torch.inference_mode():
         forward = model.base_log_probs(ids[None])[0]
@@ -39,7 +40,8 @@ def fetch(start, end):
         return reference.fetch("chr21", start, end)
 
 
-def test_per_base_log_probs_are_the_models_on_both_strands(tmp_path, tiny_model_dir):
+def test_per_base_log_probs_are_the_models_on_both_strands(tmp_path, model_dir_of_each_arch):
+    tiny_model_dir = model_dir_of_each_arch
     start = REAL_START + 1000
     table, result = run_to_table(tmp_path, tiny_model_dir, "-r", f"chr21:{start + 1}-{start + 120}")
     text = fetch(start, start + 120)
@@ -55,6 +57,8 @@ def test_per_base_log_probs_are_the_models_on_both_strands(tmp_path, tiny_model_
     np.testing.assert_allclose(table["logp_ref"], expected[np.arange(120), ref_column], atol=2e-5)
     assert table["skip_reason"].isna().all()
     assert "120 bases scored" in result.stderr
+    context = dnalm.load(tiny_model_dir).prediction_context
+    assert pq.read_schema(tmp_path / "ll.parquet").metadata[b"prediction_context"].decode().startswith(context)
 
     forward_only, _ = run_to_table(tmp_path, tiny_model_dir, "-r", f"chr21:{start + 1}-{start + 120}", "--rc", "none",
                                    name="fwd.parquet")
@@ -73,7 +77,28 @@ def test_mutagenesis_is_the_log_ratio_against_the_reference_base(tmp_path, tiny_
     assert all(table.loc[i, f"llr_{ref}"] == 0 for i, ref in enumerate(table["ref"]))
 
 
-def test_long_region_takes_each_base_from_the_tile_where_it_is_central(tmp_path, tiny_model_dir):
+def test_a_causal_models_mutagenesis_is_the_full_window_log_likelihood_ratio(tmp_path, tiny_hybridna_dir):
+    """llr_X at t = sum over the window of log p(base | bases before it) with X at t, minus the same
+    for the reference window: written out here one mutated window at a time."""
+    start = REAL_START + 5000
+    table, _ = run_to_table(tmp_path, tiny_hybridna_dir, "-r", f"chr21:{start + 1}-{start + 12}", "--mutagenesis",
+                            "--rc", "none")
+    text = fetch(start, start + 12)
+
+    def window_log_likelihood(window):
+        log_probs, _ = model_log_probs(tiny_hybridna_dir, window)
+        return sum(log_probs[i, "ACGT".index(base)] for i, base in enumerate(window))
+
+    reference = window_log_likelihood(text)
+    for i, ref in enumerate(text):
+        for base in "ACGT":
+            expected = window_log_likelihood(text[:i] + base + text[i + 1:]) - reference
+            assert table[f"llr_{base}"][i] == pytest.approx(expected, abs=5e-5)
+    assert b"one causal pass per substitution" in pq.read_schema(tmp_path / "ll.parquet").metadata[b"mutagenesis"]
+
+
+def test_long_region_takes_each_base_from_the_tile_where_it_is_central(tmp_path, model_dir_of_each_arch):
+    tiny_model_dir = model_dir_of_each_arch
     start = REAL_START + 20_000
     table, _ = run_to_table(tmp_path, tiny_model_dir, "-r", f"chr21:{start + 1}-{start + 600}", "--rc", "none")
     text = fetch(start, start + 600)

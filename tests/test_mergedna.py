@@ -499,7 +499,7 @@ def test_save_load_round_trip_and_registry(tmp_path, model):
     assert MergeDNAConfig.from_dict(PRESETS["mergedna-380m"].to_dict()) == PRESETS["mergedna-380m"]
     with pytest.raises(ValueError):
         MergeDNAConfig(compression_ratio=0.7)
-    assert not MergeDNA.capabilities()
+    assert MergeDNA.capabilities() == {"tokenization"}
 
 
 def test_validation_loss_counts_real_bases(model):

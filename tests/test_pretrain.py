@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+import dnalm
 import janusdna
 from conftest import DATA
 from janus_cli.commands import pretrain as pt
@@ -112,3 +113,16 @@ def test_two_processes_train_the_same_model_as_one(tmp_path, tiny_config):
     a = janusdna.load(tmp_path / "one/model").state_dict()
     b = janusdna.load(tmp_path / "two/model").state_dict()
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
+
+
+def test_a_hybridna_config_pretrains_by_next_token_prediction(tmp_path):
+    config = tmp_path / "hybridna.json"
+    config.write_text(json.dumps({"arch": "hybridna", "d_model": 16, "n_layers": 2, "attn_period": 2, "attn_offset": 1,
+                                  "n_heads": 2, "n_kv_heads": 1, "d_state": 8, "headdim": 8, "max_seq_len": 64,
+                                  "name": "tiny-hybridna"}))
+    final = pt.pretrain(options(tmp_path, config, steps=4, save_every=4, eval_every=4))
+    model = dnalm.load(final)
+    assert model.arch == "hybridna" and json.loads((final / "config.json").read_text())["arch"] == "hybridna"
+    metrics = pd.read_parquet(tmp_path / "run" / "metrics.parquet")
+    assert "aux_loss" not in metrics.columns and metrics["train_loss"].notna().all()
+    assert metrics["val_loss"].dropna().iloc[-1] > 0

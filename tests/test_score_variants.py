@@ -99,6 +99,28 @@ def test_snv_scores_are_the_models_on_hand_built_windows(tmp_path, tiny_model_di
     assert table["skip_reason"].isna().all() and "1 alleles, 1 scored" in result.stderr
 
 
+@pytest.mark.parametrize("kind", ["snv", "deletion"])
+def test_a_causal_models_llr_is_the_full_window_log_likelihood_ratio(tmp_path, tiny_hybridna_dir, kind):
+    """HybriDNA: llr = log p(ALT window) - log p(REF window) for SNVs and indels alike (= delta_pll),
+    ref_logp and alt_logp the two windows' log-likelihoods; embedding shifts use echo pooling."""
+    chrom, pos, vid, ref, alt = first_record(kind)[:5]
+    pos0 = int(pos) - 1
+    vcf = write_vcf(tmp_path / "one.vcf", [(pos, vid, ref, alt)])
+    table, result = score(tmp_path, tiny_hybridna_dir, vcf, "--rc", "none")
+    row = table.iloc[0]
+    flank = fetch(chrom, pos0 - WINDOW // 2, pos0)
+    ref_window = (flank + fetch(chrom, pos0, pos0 + WINDOW))[:WINDOW]
+    alt_window = (flank + alt + fetch(chrom, pos0 + len(ref), pos0 + len(ref) + WINDOW))[:WINDOW]
+    ref_ll, alt_ll = (pll(model_outputs(tiny_hybridna_dir, window)[1], window) for window in (ref_window, alt_window))
+    assert row["ref_logp"] == pytest.approx(ref_ll, abs=1e-3) and row["alt_logp"] == pytest.approx(alt_ll, abs=1e-3)
+    assert row["llr"] == pytest.approx(alt_ll - ref_ll, abs=1e-3) and row["llr"] == pytest.approx(row["delta_pll"], abs=1e-6)
+    model = janusdna.load(tiny_hybridna_dir)
+    with torch.inference_mode():
+        echo = [model.sequence_embedding(janusdna.encode(w)[None], "echo")[0] for w in (ref_window, alt_window)]
+    assert row["emb_l2"] == pytest.approx(float((echo[0] - echo[1]).norm()), rel=1e-4)
+    assert pq.read_schema(tmp_path / "scores.parquet").metadata[b"embedding_pooling"] == b"echo"
+
+
 def test_deletion_windows_are_anchored_and_of_equal_length(tmp_path, tiny_model_dir):
     chrom, pos, vid, ref, alt = first_record("deletion")[:5]
     pos0 = int(pos) - 1

@@ -15,13 +15,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-import dnalm
-
-from ..engine.embedding import EmbeddingRun, embed_records, embedding_schema
+from ..engine.embedding import EmbeddingRun, embed_records, embedding_schema, runner_output
 from ..engine.inference import DTYPES, WindowRunner, check_inference_options, load_inference_model, provenance
 from ..engine.regions import RECORDS_PER_CHUNK, RecordOptions, open_records, tile_overlap
 from ..engine.runtime import resolve_device, set_threads
 from ..engine.streaming import Chunk, format_skips, log_summary, write_chunks
+from ..errors import UsageError
 
 
 @dataclass
@@ -32,13 +31,16 @@ class EmbedOptions(RecordOptions):
 
 def embed(opts: EmbedOptions, argv: list[str]) -> Counter:
     """Write the embeddings; returns the number of records per skip_reason (None = embedded)."""
-    check_inference_options(opts, {"--pooling": (opts.pooling, dnalm.POOLINGS)} if opts.pooling else {})
+    check_inference_options(opts)
     set_threads(opts.threads)
     device = resolve_device(opts.device)
     model_ref, model = load_inference_model(opts.model)
+    if opts.pooling and opts.pooling not in model.poolings:
+        raise UsageError(f"--pooling {opts.pooling!r}: a {model.arch} model pools by {', '.join(model.poolings)}")
     pooling = "per_position" if opts.per_position else opts.pooling or model.default_pooling
     overlap = tile_overlap(opts.tile_overlap, model.max_seq_len)
-    runner = WindowRunner(model, device, rc=opts.rc, batch_size=opts.batch_size, dtype=DTYPES[opts.dtype])
+    runner = WindowRunner(model, device, rc=opts.rc, batch_size=opts.batch_size, dtype=DTYPES[opts.dtype],
+                          output=runner_output(pooling))
 
     with open_records(opts.inputs, opts.regions, opts.fasta, opts.chrom_alias, opts.seq_col) as source:
         metadata = provenance(opts, model_ref, model, source.reference_path, argv, tile_overlap=overlap, pooling=pooling)

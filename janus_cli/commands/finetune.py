@@ -14,6 +14,17 @@ A finetuned model directory (dnalm.load_finetuned reads it):
     DIR/head.safetensors                     the linear head (weight, bias)
     DIR/head.json                            task, label names, pooling, the backbone's provenance
     DIR/metrics.json                         per-epoch losses and timings, val and test metrics
+
+With --generative (finetune_generative, a causal model only) the task is label-conditioned
+generation instead (HybriDNA §3.3.2): each training sequence's label becomes prompt tokens (one
+per (position, character) of the label, dnalm.prompts: new embedding rows, randomly initialised,
+the existing rows unchanged), and the whole model learns next-base prediction of the sequence
+after [BOS] + its prompt tokens; the loss covers the bases only, never the prompt. No strand
+augmentation (a sequence's reverse complement is not an example of its label's sequences). --val
+picks the epoch with the highest next-base accuracy (the most likely of A/C/G/T given the prompt
+and the bases before, N excluded: the regLM convention). The output directory is a plain model
+directory (config.json with the prompt tokens and, in extra, the labels; model.safetensors;
+metrics.json) that `janus generate --label` takes.
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ import functools
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +42,7 @@ import pandas as pd
 import torch
 
 import dnalm
-from dnalm import SequenceClassifier, Task, reverse_complement
+from dnalm import SequenceClassifier, Task, prompts, reverse_complement
 from dnalm.heads import softmax
 
 from ..engine.runtime import autocast_context, log, resolve_device, set_threads
@@ -66,16 +77,17 @@ class Examples:
 
 
 def read_examples(path: str | Path, seq_col: str | None = None, label_col: str | None = None,
-                  fasta: str | Path | None = None) -> Examples:
+                  fasta: str | Path | None = None, text_labels: bool = False) -> Examples:
     """A CSV/TSV/Parquet table with sequence and label columns, or a BED whose sequences come from
-    fasta and whose labels are a column (told apart by content)."""
+    fasta and whose labels are a column (told apart by content). text_labels: a CSV/TSV's labels
+    as written (030 stays 030)."""
     kind = detect_input_kind(path)
     if kind == BED:
         return _read_bed_examples(Path(path), fasta, label_col)
     if kind != "table":
         raise DataError(f"{path}: a FASTA has no labels; give a table with sequence and label columns, "
                         "or a BED with --label-col and --fasta")
-    table = read_table(path)
+    table = read_table(path, text=text_labels)
     seq_col = find_column(table, path, seq_col, SEQUENCE_COLUMNS, "--seq-col")
     labels = table[find_column(table, path, label_col, (LABEL_COLUMN,), "--label-col")]
     missing = np.flatnonzero(labels.isna().to_numpy())
@@ -290,7 +302,9 @@ class FinetuneOptions:
     label_col: str | None = None
     fasta: Path | None = None
     regression: bool = False
+    generative: bool = False  # label-conditioned generation instead of a head (finetune_generative)
     freeze_backbone: bool = False
+    pooling: str | None = None  # None: the architecture's default pooling
     epochs: int = 10
     batch_size: int = 32
     lr: float | None = None  # None: 5e-4 for a full finetune, 2e-3 for a linear probe
@@ -321,7 +335,10 @@ def build_model(opts: FinetuneOptions, task: Task, device: torch.device) -> tupl
         backbone, provenance = dnalm.load_or_preset(opts.model, seed=opts.seed, device=device)
     except dnalm.CheckpointError as exc:
         raise UsageError(f"--model: {exc}") from None
-    model = SequenceClassifier(backbone, task.n_outputs)
+    try:
+        model = SequenceClassifier(backbone, task.n_outputs, opts.pooling)
+    except ValueError as exc:
+        raise UsageError(f"--pooling: {exc}") from None
     torch.nn.init.zeros_(model.head.weight)
     torch.nn.init.zeros_(model.head.bias)
     backbone.requires_grad_(not opts.freeze_backbone)
@@ -350,6 +367,8 @@ def finetune(opts: FinetuneOptions) -> dict:
     out = Path(opts.out)
     if (out / "config.json").exists():
         raise UsageError(f"{out} already holds a model; choose a new -o")
+    if opts.generative:
+        return finetune_generative(opts)
     set_threads(opts.threads)
     device = resolve_device(opts.device)
     say = (lambda message: None) if opts.quiet else log
@@ -453,3 +472,148 @@ def _json_safe(value):
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
+
+
+# --- generative: label-conditioned next-base prediction ----------------------------------------
+
+
+def label_prompts(model: dnalm.DNALM, examples: Examples) -> torch.Tensor:
+    """The prompt token ids [N, k] of every example's label; DataError for a label the model has
+    no tokens for."""
+    by_label: dict[str, torch.Tensor] = {}
+    rows = []
+    for i, label in enumerate(examples.labels.astype(str)):
+        if label not in by_label:
+            try:
+                by_label[label] = prompts.label_prompt_ids(model, label)
+            except prompts.LabelError as exc:
+                raise DataError(f"{examples.source}: row {i + 1}: {exc}") from None
+        rows.append(by_label[label])
+    return torch.stack(rows)
+
+
+@torch.inference_mode()
+def evaluate_generative(model: dnalm.DNALM, examples: Examples, prompt_ids: torch.Tensor, batch_size: int,
+                        device: torch.device) -> dict[str, float]:
+    """Next-base accuracy, loss (mean cross-entropy per base, nats) and perplexity given the labels."""
+    model.eval()
+    start = time.perf_counter()
+    total, correct, counted = 0.0, 0, 0
+    for batch in length_batches(examples.lengths, batch_size):
+        ids = torch.stack([examples.ids[i] for i in batch]).to(device)
+        with autocast_context(device):
+            batch_total, batch_correct, batch_counted = prompts.next_base_counts(model, prompt_ids[batch].to(device), ids)
+        total, correct, counted = total + batch_total, correct + batch_correct, counted + batch_counted
+    loss = total / max(counted, 1)
+    return {"next_base_accuracy": correct / max(counted, 1), "loss": loss, "perplexity": math.exp(loss),
+            "seqs_per_s": len(examples) / (time.perf_counter() - start)}
+
+
+def finetune_generative(opts: FinetuneOptions) -> dict:
+    """Train a causal model to generate each training sequence given its label (prompt tokens),
+    keep the epoch with the best validation next-base accuracy, write the model directory opts.out
+    (a model `janus generate --label` takes) and return its metrics (also in metrics.json)."""
+    for flag, given in (("--regression", opts.regression), ("--freeze-backbone", opts.freeze_backbone),
+                        ("--pooling", getattr(opts, "pooling", None))):
+        if given:
+            raise UsageError(f"{flag} does not apply to --generative (the whole model learns to generate)")
+    out = Path(opts.out)
+    set_threads(opts.threads)
+    device = resolve_device(opts.device)
+    say = (lambda message: None) if opts.quiet else log
+
+    read = functools.partial(read_examples, seq_col=opts.seq_col, label_col=opts.label_col, fasta=opts.fasta,
+                             text_labels=True)
+    train = read(opts.train)
+    try:
+        labels = prompts.check_labels(train.labels.astype(str))
+    except prompts.LabelError as exc:
+        raise DataError(f"{opts.train}: {exc}") from None
+    try:
+        model, provenance = dnalm.load_or_preset(opts.model, seed=opts.seed, device=device)
+    except dnalm.CheckpointError as exc:
+        raise UsageError(f"--model: {exc}") from None
+    dnalm.require(model, "generation", "janus finetune --generative")
+    try:
+        added = prompts.add_label_prompts(model, labels, torch.Generator().manual_seed(opts.seed))
+    except prompts.LabelError as exc:
+        raise DataError(f"{opts.train}: {exc}") from None
+    model.to(device)
+    train_prompts = label_prompts(model, train)
+    held_out = {split: read(path) for split, path in (("val", opts.val), ("test", opts.test)) if path}
+    held_out_prompts = {split: label_prompts(model, examples) for split, examples in held_out.items()}
+
+    peak_lr = opts.lr if opts.lr is not None else default_lr(False)
+    optimizer = torch.optim.AdamW(model.optimizer_groups(opts.weight_decay), lr=peak_lr)
+    rng = np.random.default_rng(opts.seed)
+    train_lengths = train.lengths
+    total_steps = opts.epochs * len(length_batches(train_lengths, opts.batch_size))
+    total_steps = min(total_steps, opts.max_steps or total_steps)
+    say(f"finetune: {len(train)} training sequences, generative with labels {', '.join(labels)} "
+        f"({prompts.TOKENISATION}; {len(added)} new prompt tokens), model {provenance['name']} "
+        f"({provenance['source']}), {total_steps} steps, peak lr {peak_lr:.1e}")
+
+    epochs, step = [], 0
+    best_score, best_epoch, best_state, stale_epochs = -math.inf, 0, None, 0
+    run_start = time.perf_counter()
+    for epoch in range(1, opts.epochs + 1):
+        model.train()
+        epoch_start = last_report = time.perf_counter()
+        losses, seen = [], 0
+        for batch in length_batches(train_lengths, opts.batch_size, rng):
+            if step == total_steps:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, total_steps, peak_lr, 0.0, opts.warmup_frac)
+            ids = torch.stack([train.ids[i] for i in batch]).to(device)
+            with autocast_context(device):
+                loss = prompts.conditional_loss(model, train_prompts[batch].to(device), ids)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            seen += len(batch)
+            losses.append(loss.item())
+            if time.perf_counter() - last_report > PROGRESS_EVERY_S:
+                say(f"finetune: epoch {epoch} step {step}/{total_steps} loss {np.mean(losses):.4f}")
+                last_report = time.perf_counter()
+        wall = time.perf_counter() - epoch_start
+        record = {"epoch": epoch, "steps": step, "sequences": seen, "train_loss": float(np.mean(losses)),
+                  "wall_s": wall, "train_seqs_per_s": seen / wall}
+        status = f"finetune: epoch {epoch} loss {record['train_loss']:.4f} ({wall:.1f} s, {seen / wall:.0f} seq/s)"
+        if "val" in held_out:
+            record["val"] = evaluate_generative(model, held_out["val"], held_out_prompts["val"], opts.batch_size, device)
+            status += "; val " + _format_metrics(record["val"])
+            if record["val"]["next_base_accuracy"] > best_score:
+                best_score, best_epoch, stale_epochs = record["val"]["next_base_accuracy"], epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                stale_epochs += 1
+        epochs.append(record)
+        say(status)
+        if step == total_steps:
+            break
+        if stale_epochs == opts.patience:
+            say(f"finetune: no validation improvement for {opts.patience} epochs; stopping")
+            break
+
+    metrics = {"task": "generative", "labels": labels, "label_tokenisation": prompts.TOKENISATION,
+               "train_examples": len(train), "steps": step, "best_epoch": best_epoch or len(epochs), "epochs": epochs,
+               "train_seqs_per_s": sum(e["sequences"] for e in epochs) / sum(e["wall_s"] for e in epochs)}
+    if best_state is not None:
+        model.load_state_dict(best_state)
+        metrics |= {"val_examples": len(held_out["val"]), "val": epochs[best_epoch - 1]["val"]}
+    if "test" in held_out:
+        metrics["test_examples"] = len(held_out["test"])
+        metrics["test"] = evaluate_generative(model, held_out["test"], held_out_prompts["test"], opts.batch_size, device)
+        say(f"finetune: test (epoch {metrics['best_epoch']}) " + _format_metrics(metrics["test"]))
+    metrics["wall_s"] = time.perf_counter() - run_start
+
+    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()}
+    model.config = replace(model.config, extra={**model.config.extra, "generative_finetune": {
+        "label_tokenisation": prompts.TOKENISATION, "backbone": provenance, "options": {**options, "lr": peak_lr}}})
+    dnalm.save(model.eval(), out)
+    (out / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2) + "\n")
+    say(f"finetune: wrote {out}")
+    return metrics

@@ -13,8 +13,11 @@ strands are combined as the log of their mean probability.
 
 Output, one row per base of the window inside its contig: chrom, pos (0-based), ref, logp_A,
 logp_C, logp_G, logp_T (natural log), entropy (nats), logp_ref (logp of the reference base; null
-at N); with --mutagenesis llr_A, llr_C, llr_G, llr_T (logp_X - logp_ref: 0 at the reference base,
-null at N): a saturation mutagenesis map from the same pass; with --rc both the per-strand
+at N); with --mutagenesis llr_A, llr_C, llr_G, llr_T (0 at the reference base, null at N): a
+saturation mutagenesis map, logp_X - logp_ref from the same pass for a model whose prediction
+never sees its base but sees both sides (JanusDNA), or for a causal model the full-window
+log-likelihood ratio log p(window with X) - log p(window), one forward pass per substitution
+(with --rc avg, the two strands' ratios are averaged); with --rc both the per-strand
 logp_X_fwd and logp_X_rev; then name and skip_reason. A skipped record is one row (pos = its
 start, no scores) with its skip_reason. For sequence inputs there is no chrom column, and pos is
 the 0-based offset in the sequence named by name.
@@ -33,8 +36,8 @@ import pyarrow.compute as pc
 
 import dnalm
 
-from ..engine.inference import (BASE_LOG_PROBS, DTYPES, InferenceOptions, WindowRunner,
-                                check_inference_options, load_inference_model, provenance)
+from ..engine.inference import (BASE_LOG_PROBS, BASE_LOG_PROBS_AND_SUBSTITUTIONS, DTYPES, InferenceOptions,
+                                WindowRunner, check_inference_options, load_inference_model, provenance)
 from ..engine.regions import RecordOptions, encode_reference_text, open_records, placed_windows, tile_overlap
 from ..engine.runtime import resolve_device, set_threads
 from ..errors import UsageError
@@ -46,6 +49,10 @@ BASES = "ACGT"
 RECORDS_PER_READ = 256
 TILES_PER_CHUNK = 64
 BEDGRAPH_SUFFIXES = (".bedgraph", ".bedgraph.txt", ".bg")
+MUTAGENESIS_TEXT = {
+    "one_pass": "llr_X = logp_X - logp_ref at the position, from the same pass",
+    "full_window": "llr_X = log p(window with X at the position) - log p(window), one causal pass per substitution",
+}
 
 
 @dataclass
@@ -80,8 +87,9 @@ def likelihood(opts: LikelihoodOptions, argv: list[str]) -> Counter:
     dnalm.require(model, "per_base_prediction", "janus likelihood" + (" --mutagenesis" if opts.mutagenesis else ""))
     max_len = model.max_seq_len
     overlap = tile_overlap(opts.tile_overlap, max_len)
+    full_window = opts.mutagenesis and model.prediction_context == dnalm.LEFT
     runner = WindowRunner(model, device, rc=opts.rc, batch_size=opts.batch_size, dtype=DTYPES[opts.dtype],
-                          output=BASE_LOG_PROBS)
+                          output=BASE_LOG_PROBS_AND_SUBSTITUTIONS if full_window else BASE_LOG_PROBS)
     with open_records(opts.inputs, opts.regions, opts.fasta, opts.chrom_alias, opts.seq_col) as source:
         schema = output_schema(opts.mutagenesis, opts.rc == "both", with_chrom=source.kind == "regions")
         if opts.track not in schema.names or not pa.types.is_floating(schema.field(opts.track).type):
@@ -90,7 +98,8 @@ def likelihood(opts: LikelihoodOptions, argv: list[str]) -> Counter:
         if source.kind == "sequences" and _is_bedgraph(opts.out):
             raise UsageError("a bedGraph track needs genomic coordinates; sequences have none: write .parquet or .tsv")
         metadata = provenance(opts, model_ref, model, source.reference_path, argv, tile_overlap=overlap,
-                              mutagenesis=opts.mutagenesis, prediction_context=model.prediction_context)
+                              mutagenesis=MUTAGENESIS_TEXT["full_window" if full_window else "one_pass"]
+                              if opts.mutagenesis else "no")
         units = record_units(source.chunks(RECORDS_PER_READ), source.reference, source.matcher, opts, max_len, overlap)
         chunks = (Chunk(group, sum(u.first_piece for u in group), sum(end - start for u in group for start, end in u.owned))
                   for group in grouped_units(units, TILES_PER_CHUNK))
@@ -187,12 +196,15 @@ def likelihood_chunk(group: list[Unit], reference, runner: WindowRunner, opts: L
             offsets = np.arange(own_start - start, own_end - start)
             positions = unit.origin + start + offsets
             inside = (positions >= 0) & (positions < unit.contig_length)
-            parts.append(_scored_rows(unit, positions[inside], text, offsets[inside], strands, opts, schema))
+            parts.append(_scored_rows(unit, positions[inside], text, offsets[inside], strands, opts, schema,
+                                      runner.output))
     return pa.concat_tables(parts)
 
 
-def _scored_rows(unit: Unit, positions: np.ndarray, text: str, offsets: np.ndarray, strands, opts, schema) -> pa.Table:
-    logp = BASE_LOG_PROBS.combined(strands)[offsets].numpy()
+def _scored_rows(unit: Unit, positions: np.ndarray, text: str, offsets: np.ndarray, strands, opts, schema,
+                 output) -> pa.Table:
+    combined = output.combined(strands)[offsets].numpy()
+    logp = combined[:, :4]
     ref = np.frombuffer(text.encode("ascii"), dtype="S1")[offsets].astype(str)
     ref_index = np.array([BASES.find(b) for b in ref])
     known = ref_index >= 0
@@ -204,8 +216,9 @@ def _scored_rows(unit: Unit, positions: np.ndarray, text: str, offsets: np.ndarr
     columns["entropy"] = -(np.exp(logp) * logp).sum(1)
     columns["logp_ref"] = _with_nulls(logp_ref)
     if opts.mutagenesis:
+        llr = combined[:, 4:] if combined.shape[1] == 8 else logp - logp_ref[:, None]
         for i, base in enumerate(BASES):
-            columns[f"llr_{base}"] = _with_nulls(logp[:, i] - logp_ref)
+            columns[f"llr_{base}"] = _with_nulls(np.where(known, llr[:, i], np.nan))
     if opts.rc == "both":
         for strand, values in (("fwd", strands.forward), ("rev", strands.reverse)):
             for i, base in enumerate(BASES):

@@ -1,5 +1,5 @@
-"""`janus plot`: figures from the Parquet outputs of janus likelihood, score-variants, embed and
-pretrain.
+"""`janus plot`: figures from the Parquet outputs of janus likelihood, score-variants, embed,
+tokenize and pretrain.
 
 Each plot_* function reads one input, draws one matplotlib figure and writes it to `out` in the
 format its suffix names (.png at 150 dpi, .svg, .pdf), under a temporary name in the output
@@ -485,4 +485,62 @@ def plot_embeddings(embeddings: Path, out: Path, color_by: str = "name", name_fi
     ax.set_xlabel(f"PC1 ({fraction[0]:.1%} variance)")
     ax.set_ylabel(f"PC2 ({fraction[1]:.1%} variance)")
     ax.set_title(f"PCA of {len(table):,} embeddings, {embeddings.name}", fontsize=10)
+    save_figure(fig, out, fmt)
+
+
+# ---- janus plot tokens -------------------------------------------------------------------------
+
+MAX_TOKEN_GROUPS = 10  # lines drawn; smaller groups are pooled into one "other" line
+
+
+def token_length_groups(values: pd.Series, lengths: pd.Series) -> list[tuple[str, np.ndarray]]:
+    """(label, token lengths) per group: the MAX_TOKEN_GROUPS groups with most tokens in sorted
+    order, then the others pooled."""
+    counts = values.value_counts()
+    kept = sorted(counts.index[:MAX_TOKEN_GROUPS], key=str) if len(counts) > MAX_TOKEN_GROUPS else sorted(counts.index, key=str)
+    groups = [(str(group), lengths[values == group].to_numpy()) for group in kept]
+    rest = ~values.isin(kept)
+    if rest.any():
+        groups.append((f"other ({len(counts) - len(kept):,} groups)", lengths[rest].to_numpy()))
+    return groups
+
+
+def plot_tokens(tokens: Path, out: Path, by: str = "class", name_field: int | None = None) -> None:
+    """Token-length distributions (the fraction of a group's tokens of each length) of the groups
+    of a column, one line per group (as MergeDNA's Fig. 2 draws promoters, enhancers and splice
+    sites)."""
+    fmt = image_format(out)
+    what = "janus tokenize"
+    if name_field is not None and name_field < 1:
+        raise UsageError(f"--name-field {name_field}: fields are numbered from 1")
+    table = read_table(tokens, list(dict.fromkeys(["length", "skip_reason", by])), what)
+    table = table[table["skip_reason"].isna() & table["length"].notna()].reset_index(drop=True)
+    if table.empty:
+        raise DataError(f"{tokens}: no tokens (every record was skipped); nothing to plot")
+    values, label = table[by], by
+    if name_field is not None:
+        values, label = name_field_values(values, name_field, tokens), f"{by} field {name_field}"
+    values = values.astype(str) if not pd.api.types.is_numeric_dtype(values) else values
+    lengths = table["length"].astype(np.int64)
+    longest = int(lengths.max())
+    x = np.arange(1, longest + 1)
+    groups = token_length_groups(values, lengths)
+    pooled = values.nunique() > MAX_TOKEN_GROUPS  # the last group is "other"
+    fig, ax = plt.subplots(figsize=(9.5, 4.8), layout="constrained")
+    for i, (group, group_lengths) in enumerate(groups):
+        fraction = np.bincount(group_lengths, minlength=longest + 1)[1:] / len(group_lengths)
+        other = pooled and i == len(groups) - 1
+        ax.plot(x, fraction, marker="o", ms=3.5, lw=1.4, color="black" if other else plt.get_cmap("tab10")(i),
+                ls="--" if other else "-",
+                label=f"{group}\n  {len(group_lengths):,} tokens, mean {group_lengths.mean():.2f} bp, "
+                      f"peak {int(x[np.argmax(fraction)])} bp")
+    ax.set_xticks(x if longest <= 32 else MaxNLocator(integer=True).tick_values(1, longest))
+    ax.set_xlim(0.5, longest + 0.5)
+    ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
+    ax.set_xlabel("token length (bp)")
+    ax.set_ylabel("share of the group's tokens")
+    ax.grid(alpha=0.3)
+    ax.legend(title=label, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False, labelspacing=0.8)
+    ax.set_title(f"Token lengths by {label}: {len(table):,} tokens, {tokens.name}", fontsize=10)
     save_figure(fig, out, fmt)

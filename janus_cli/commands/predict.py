@@ -19,7 +19,7 @@ import torch
 
 import dnalm
 
-from ..engine.embedding import EmbeddingRun, embed_records, embedding_schema
+from ..engine.embedding import EmbeddingRun, embed_records, embedding_schema, runner_output
 from ..engine.inference import DTYPES, WindowRunner, check_inference_options, provenance
 from ..engine.regions import RECORDS_PER_CHUNK, RecordOptions, open_records, tile_overlap
 from ..engine.runtime import resolve_device, set_threads
@@ -38,16 +38,17 @@ def predict(opts: RecordOptions, argv: list[str]) -> Counter:
     device = resolve_device(opts.device)
     finetuned = dnalm.load_finetuned(opts.model, device)
     backbone, task = finetuned.classifier.backbone, finetuned.task
+    pooling = finetuned.meta.get("pooling", backbone.default_pooling)
     overlap = tile_overlap(opts.tile_overlap, backbone.max_seq_len)
-    runner = WindowRunner(backbone, device, rc=opts.rc, batch_size=opts.batch_size, dtype=DTYPES[opts.dtype])
+    runner = WindowRunner(backbone, device, rc=opts.rc, batch_size=opts.batch_size, dtype=DTYPES[opts.dtype],
+                          output=runner_output(pooling))
 
     with open_records(opts.inputs, opts.regions, opts.fasta, opts.chrom_alias, opts.seq_col) as source:
         schema = prediction_schema(source.key_columns, task)
         metadata = provenance(opts, str(opts.model), backbone, source.reference_path, argv, tile_overlap=overlap,
                               task=task.kind)
         embed_schema = embedding_schema(source.key_columns, backbone.d_model, per_position=False, both_strands=False)
-        run = EmbeddingRun(opts, source, runner, backbone.max_seq_len, overlap,
-                           finetuned.meta.get("pooling", backbone.default_pooling), embed_schema)
+        run = EmbeddingRun(opts, source, runner, backbone.max_seq_len, overlap, pooling, embed_schema)
 
         def predict_chunk(records):
             return prediction_table(embed_records(records, run), finetuned, schema)

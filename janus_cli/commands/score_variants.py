@@ -13,8 +13,11 @@ Scores (natural log; --scores picks some):
 - ref_logp, alt_logp: the two terms of llr.
 - delta_pll: the summed per-base log-likelihood of the alternative window minus that of the
   reference window (positions with N left out), for SNVs and indels alike.
-- emb_cosine, emb_l2: cosine similarity and Euclidean distance between the mean-pooled hidden
-  states of the two windows.
+- emb_cosine, emb_l2: cosine similarity and Euclidean distance between the two windows' embeddings,
+  pooled by the architecture's default pooling (JanusDNA: mean; HybriDNA: echo).
+For a causal model (HybriDNA) llr is the full-window log-likelihood ratio log p(ALT window) -
+log p(REF window), for SNVs and indels alike (it then equals delta_pll), and ref_logp, alt_logp
+are the two windows' log-likelihoods.
 llr, ref_logp, alt_logp and delta_pll need a model that predicts each base without seeing it
 (JanusDNA: from both sides; a causal model: from the left, so delta_pll is then an exact
 log-likelihood difference); the embedding scores work with every architecture.
@@ -48,7 +51,8 @@ from ..io import intervals, windows
 from ..io.chroms import ChromMatcher, read_alias_table
 from ..errors import DataError, UsageError
 from ..io.fasta import Reference
-from ..engine.inference import (DTYPES, HIDDEN_AND_LOG_PROBS, InferenceOptions, WindowRunner,
+from ..engine.embedding import POSITIONAL_POOLINGS
+from ..engine.inference import (DTYPES, HIDDEN_AND_LOG_PROBS, InferenceOptions, WindowRunner, window_embeddings,
                         check_inference_options, provenance)
 from ..io.reference_config import resolve_fasta
 from ..engine.regions import encode_reference_text
@@ -58,14 +62,18 @@ from ..io.variants import VARIANT_SKIP_REASONS, Variant, count_variants, read_va
 
 SCORES = ("llr", "ref_logp", "alt_logp", "delta_pll", "emb_cosine", "emb_l2")
 SCORE_DESCRIPTIONS = {
-    "llr": "log P(ALT) - log P(REF) at the variant, reference window (substitutions)",
-    "ref_logp": "log P(REF) at the variant, reference window (substitutions)",
-    "alt_logp": "log P(ALT) at the variant, reference window (substitutions)",
+    "llr": "log P(ALT) - log P(REF) at the variant, reference window (substitutions); for a causal model the full-window log-likelihood ratio",
+    "ref_logp": "log P(REF) at the variant, reference window (substitutions); for a causal model log p(REF window)",
+    "alt_logp": "log P(ALT) at the variant, reference window (substitutions); for a causal model log p(ALT window)",
     "delta_pll": "summed per-base log-likelihood of the ALT window minus the REF window",
     "emb_cosine": "cosine similarity of mean-pooled REF and ALT window embeddings",
     "emb_l2": "Euclidean distance between mean-pooled REF and ALT window embeddings",
 }
 NEEDS_ALT_WINDOW = {"delta_pll", "emb_cosine", "emb_l2"}
+LLR_TEXT = {  # by whether the model is causal
+    False: "log P(ALT) - log P(REF) at the variant's bases, from the reference window",
+    True: "full-window log-likelihood ratio: log p(ALT window) - log p(REF window) (= delta_pll), SNVs and indels",
+}
 NEEDS_PER_BASE_PREDICTION = ("llr", "ref_logp", "alt_logp", "delta_pll")
 CHECK_REF_MODES = ("skip", "warn", "error")
 SKIP_REF_MISMATCH = "ref_mismatch"
@@ -117,6 +125,10 @@ class ScoreRun:
     window: int
     head: FinetunedHead | None
     schema: pa.Schema
+    full_window: bool  # a causal model: llr is the full-window log-likelihood ratio
+    embedding_pooling: str  # the model's default pooling, for emb_cosine and emb_l2
+    # runners for poolings the model computes from a whole window (not from hidden states)
+    window_embedders: dict[str, WindowRunner] = field(default_factory=dict)
     warnings: Counter = field(default_factory=Counter)
 
 
@@ -139,6 +151,11 @@ def score_variants(opts: ScoreOptions, argv: list[str]) -> Counter:
         raise UsageError(f"--window {window}: longer than the model's max_seq_len {model.max_seq_len}")
     runner = WindowRunner(model, device, rc=opts.rc, batch_size=opts.batch_size, dtype=DTYPES[opts.dtype],
                           output=HIDDEN_AND_LOG_PROBS)
+    poolings = ({model.default_pooling} if {"emb_cosine", "emb_l2"} & set(opts.scores) else set()) | (
+        {head.pooling} if head else set())
+    window_embedders = {pooling: WindowRunner(model, device, rc=opts.rc, batch_size=opts.batch_size,
+                                              dtype=DTYPES[opts.dtype], output=window_embeddings(pooling))
+                        for pooling in poolings - set(POSITIONAL_POOLINGS)}
     aliases = read_alias_table(opts.chrom_alias) if opts.chrom_alias else {}
     scores = [s for s in SCORES if s in opts.scores]
     schema = output_schema(scores, head, opts.rc == "both")
@@ -147,8 +164,11 @@ def score_variants(opts: ScoreOptions, argv: list[str]) -> Counter:
     with Reference(resolve_fasta(opts.fasta)) as reference:
         matcher = ChromMatcher(reference.lengths, aliases)
         metadata = provenance(opts, model_ref, model, reference.path, argv, window=window, scores=",".join(scores),
-                              check_ref=opts.check_ref)
-        run = ScoreRun(opts, reference, matcher, runner, window, head, schema)
+                              check_ref=opts.check_ref, llr=LLR_TEXT[model.prediction_context == dnalm.LEFT],
+                              embedding_pooling=model.default_pooling)
+        run = ScoreRun(opts, reference, matcher, runner, window, head, schema,
+                       full_window=model.prediction_context == dnalm.LEFT, embedding_pooling=model.default_pooling,
+                       window_embedders=window_embedders)
         chunks = (Chunk(group, len(group), len(group) * window)
                   for group in checked_chunks(read_variants(opts.vcf, region), matcher, opts.vcf))
         info_fields = {f.name: info_description(f.name) for f in schema if pa.types.is_floating(f.type)}
@@ -252,26 +272,40 @@ def score_chunk(group: list[Variant], run: ScoreRun) -> pa.Table:
         reason = variant.skip_reason or _placement(variant, i, run, placed)
         skip_reasons.append(reason)
 
-    need_alt = bool(NEEDS_ALT_WINDOW & set(opts.scores)) or run.head is not None
+    need_alt = (bool(NEEDS_ALT_WINDOW & set(opts.scores)) or run.head is not None
+                or (run.full_window and bool({"llr", "ref_logp", "alt_logp"} & set(opts.scores))))
     order = sorted(placed)
     texts = [placed[i].ref_text for i in order] + ([placed[i].alt_text for i in order] if need_alt else [])
     where = f"{run.reference.path}: windows of the variants in {opts.vcf}"
-    outputs = run.runner.run([encode_reference_text(text, where) for text in texts])
-    ref_outputs = dict(zip(order, outputs[:len(order)]))
-    alt_outputs = dict(zip(order, outputs[len(order):])) if need_alt else {}
+    encoded = [encode_reference_text(text, where) for text in texts]
+    per_base = run.runner.run(encoded)
+    window_vectors = {pooling: embedder.run(encoded) for pooling, embedder in run.window_embedders.items()}
+    position_of = {i: position for position, i in enumerate(order)}
 
-    strands = [("", HIDDEN_AND_LOG_PROBS.combined)]
+    def windows_of(source, i):
+        """(REF, ALT) window outputs of variant i (ALT None without an ALT window)."""
+        return source[position_of[i]], source[len(order) + position_of[i]] if need_alt else None
+
+    strands = [("", "combined")]
     if opts.rc == "both":
-        strands += [("_fwd", lambda o: o.forward), ("_rev", lambda o: o.reverse)]
+        strands += [("_fwd", "forward"), ("_rev", "reverse")]
     columns = {name: [None] * len(group) for name in run.schema.names}
     for name in RECORD_COLUMNS:
         columns[name] = [getattr(group[i], name) for i in range(len(group))]
     columns["skip_reason"] = skip_reasons
     for i in order:
-        for suffix, pick in strands:
-            ref_out = pick(ref_outputs[i])
-            alt_out = pick(alt_outputs[i]) if need_alt else None
-            for name, value in variant_scores(group[i], placed[i], ref_out, alt_out, opts.scores, run.head).items():
+        for suffix, which in strands:
+            ref_out, alt_out = (_strand(o, run.runner.output, which) for o in windows_of(per_base, i))
+
+            def pooled(pooling: str):
+                """[2, d]: the REF and ALT windows pooled."""
+                if pooling in run.window_embedders:
+                    kind = run.window_embedders[pooling].output
+                    return torch.cat([_strand(o, kind, which) for o in windows_of(window_vectors[pooling], i)])
+                return torch.stack([dnalm.pool(ref_out[:, :-4], pooling), dnalm.pool(alt_out[:, :-4], pooling)])
+
+            for name, value in variant_scores(group[i], placed[i], ref_out, alt_out, opts.scores, run,
+                                              pooled if need_alt else None).items():
                 columns[name + suffix][i] = value
     return pa.table({name: pa.array(columns[name], run.schema.field(name).type) for name in run.schema.names})
 
@@ -312,13 +346,24 @@ def _warn_ref(variant: Variant, actual: str, run: ScoreRun):
 BASE_INDEX = {base: i for i, base in enumerate("ACGT")}
 
 
+def _strand(outputs, kind, which: str) -> torch.Tensor | None:
+    if outputs is None:
+        return None
+    return kind.combined(outputs) if which == "combined" else getattr(outputs, which)
+
+
 def variant_scores(variant: Variant, placed: Windows, ref_out: torch.Tensor, alt_out: torch.Tensor | None,
-                   wanted: list[str], head: FinetunedHead | None) -> dict[str, float | None]:
+                   wanted: list[str], run: ScoreRun, pooled) -> dict[str, float | None]:
     """Scores of one variant from the [L, d + 4] outputs (hidden states, then base log-probs) of
-    its reference and alternative windows."""
+    its reference and alternative windows; pooled(pooling) gives both windows' pooled vectors."""
     scores = {}
     ref_logp, alt_logp = ref_out[:, -4:], None if alt_out is None else alt_out[:, -4:]
-    if len(variant.ref) == len(variant.alt) and "N" not in variant.ref + variant.alt:
+    if run.full_window:
+        if alt_out is not None:
+            ref_ll = sequence_log_likelihood(ref_logp, placed.ref_text)
+            alt_ll = sequence_log_likelihood(alt_logp, placed.alt_text)
+            scores.update(llr=alt_ll - ref_ll, ref_logp=ref_ll, alt_logp=alt_ll)
+    elif len(variant.ref) == len(variant.alt) and "N" not in variant.ref + variant.alt:
         positions = range(placed.offset, min(placed.offset + len(variant.ref), len(placed.ref_text)))
         ref_sum = sum(float(ref_logp[p, BASE_INDEX[placed.ref_text[p]]]) for p in positions)
         alt_sum = sum(float(ref_logp[p, BASE_INDEX[placed.alt_text[p]]]) for p in positions)
@@ -326,12 +371,13 @@ def variant_scores(variant: Variant, placed: Windows, ref_out: torch.Tensor, alt
     if alt_out is not None:
         scores["delta_pll"] = sequence_log_likelihood(alt_logp, placed.alt_text) - \
             sequence_log_likelihood(ref_logp, placed.ref_text)
-        ref_pooled, alt_pooled = ref_out[:, :-4].mean(0), alt_out[:, :-4].mean(0)
-        scores["emb_cosine"] = float(torch.nn.functional.cosine_similarity(ref_pooled, alt_pooled, dim=0))
-        scores["emb_l2"] = float((ref_pooled - alt_pooled).norm())
+        if {"emb_cosine", "emb_l2"} & set(wanted):
+            ref_pooled, alt_pooled = pooled(run.embedding_pooling)
+            scores["emb_cosine"] = float(torch.nn.functional.cosine_similarity(ref_pooled, alt_pooled, dim=0))
+            scores["emb_l2"] = float((ref_pooled - alt_pooled).norm())
+        head = run.head
         if head is not None:
-            pooled = torch.stack([dnalm.pool(ref_out[:, :-4], head.pooling), dnalm.pool(alt_out[:, :-4], head.pooling)])
-            ref_values, alt_values = head.outputs(pooled)
+            ref_values, alt_values = head.outputs(pooled(head.pooling))
             for j, name in enumerate(head.columns()[::3]):
                 base = name[:-len("_ref")]
                 scores[f"{base}_ref"], scores[f"{base}_alt"] = float(ref_values[j]), float(alt_values[j])

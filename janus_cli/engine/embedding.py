@@ -1,8 +1,11 @@
 """Pooled (or per-position) embeddings of records, shared by `janus embed` and `janus predict`.
 
-A record's sequence is cut into overlapping tiles when longer than the model's max_seq_len; the
-per-position hidden states are stitched from the tiles, combined over strands and pooled into one
-vector. Records that cannot be embedded keep a null embedding and a skip_reason.
+A record's sequence is cut into overlapping tiles when longer than the model's max_seq_len. For
+mean, max and center pooling and --per-position, the per-position hidden states are stitched from
+the tiles, combined over strands and pooled into one vector. "last" (each strand's own last base)
+and a pooling that the architecture computes from a whole window (HybriDNA's echo) are taken per
+tile, both strands averaged, and a tiled record's vector is the mean of its tiles' vectors weighted
+by the bases each tile provides. Records that cannot be embedded keep a null embedding and a skip_reason.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import torch
 import dnalm
 
 from ..io import windows
-from .inference import HIDDEN_STATES, InferenceOptions, StrandOutputs, WindowRunner
+from .inference import HIDDEN_STATES, InferenceOptions, OutputKind, StrandOutputs, WindowRunner, window_embeddings
 from .regions import RecordSource, record_sequences, stitch_tiles
 
 
@@ -30,8 +33,18 @@ class EmbeddingRun:
     runner: WindowRunner
     tile_length: int
     tile_overlap: int
-    pooling: str  # mean, max, center, or per_position
+    pooling: str  # one of the model's poolings, or per_position
     schema: pa.Schema
+
+
+# poolings of the record's stitched per-position states that do not depend on which strand is read
+POSITIONAL_POOLINGS = ("mean", "max", "center")
+
+
+def runner_output(pooling: str) -> OutputKind:
+    """What the runner computes per tile for this pooling: per-position states, or one vector per
+    window from the model ("last" is each strand's own last base, so it is taken per window too)."""
+    return HIDDEN_STATES if pooling == "per_position" or pooling in POSITIONAL_POOLINGS else window_embeddings(pooling)
 
 
 def embedding_schema(key_columns: list[str], d_model: int, per_position: bool, both_strands: bool) -> pa.Schema:
@@ -57,12 +70,17 @@ def embed_records(chunk: pd.DataFrame, run: EmbeddingRun) -> pa.Table:
     for (i, span), outputs in zip(tiles, tile_outputs):
         per_record[i].append((span, outputs))
     embeddings, embeddings_rc = [None] * len(chunk), [None] * len(chunk)
+    output = run.runner.output
     for i, record_tiles in per_record.items():
-        forward, reverse = stitch_tiles(record_tiles, len(sequences[i]))
-        if opts.rc == "both":
-            embeddings[i], embeddings_rc[i] = pool(forward, run.pooling), pool(reverse, run.pooling)
+        if output is HIDDEN_STATES:
+            forward, reverse = stitch_tiles(record_tiles, len(sequences[i]))
         else:
-            embeddings[i] = pool(HIDDEN_STATES.combined(StrandOutputs(forward, reverse)), run.pooling)
+            forward, reverse = tile_weighted_mean(record_tiles)
+        pooling = run.pooling if output is HIDDEN_STATES else "mean"  # window vectors: [1, d]
+        if opts.rc == "both":
+            embeddings[i], embeddings_rc[i] = pool(forward, pooling), pool(reverse, pooling)
+        else:
+            embeddings[i] = pool(output.combined(StrandOutputs(forward, reverse)), pooling)
 
     columns = {name: chunk[name].tolist() for name in run.source.key_columns}
     columns["embedding"] = embeddings
@@ -70,6 +88,18 @@ def embed_records(chunk: pd.DataFrame, run: EmbeddingRun) -> pa.Table:
         columns["embedding_rc"] = embeddings_rc
     columns["skip_reason"] = skip_reasons
     return pa.Table.from_pydict(columns, schema=run.schema)
+
+
+def tile_weighted_mean(tiles: list[tuple[tuple[int, int], StrandOutputs]]):
+    """(forward, reverse) [1, d] of a record from its tiles' window vectors, each weighted by the
+    bases it provides (windows.owned_spans); reverse None without a reverse-complement pass."""
+    owned = windows.owned_spans([span for span, _ in tiles])
+    weights = torch.tensor([end - start for start, end in owned], dtype=torch.float32)[:, None, None] / sum(
+        end - start for start, end in owned)
+    forward = (torch.stack([outputs.forward for _, outputs in tiles]) * weights).sum(0)
+    if tiles[0][1].reverse is None:
+        return forward, None
+    return forward, (torch.stack([outputs.reverse for _, outputs in tiles]) * weights).sum(0)
 
 
 def pool(states: torch.Tensor, pooling: str):

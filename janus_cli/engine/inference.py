@@ -71,6 +71,15 @@ BASE_LOG_PROBS = OutputKind(
     to_forward_strand=lambda out: out.flip(1).flip(-1),
     combine=_log_mean_prob,
 )
+# base log-probabilities [.., 4], then the full-window substitution log-ratios [.., 4] of a
+# causal model (A, C, G, T each); a ratio's strands are combined by their mean
+BASE_LOG_PROBS_AND_SUBSTITUTIONS = OutputKind(
+    "base_log_probs_and_substitutions",
+    compute=lambda model, ids: torch.cat([model.base_log_probs(ids), model.substitution_log_ratios(ids)], -1),
+    to_forward_strand=lambda out: torch.cat([BASE_LOG_PROBS.to_forward_strand(out[..., :4]),
+                                             BASE_LOG_PROBS.to_forward_strand(out[..., 4:])], -1),
+    combine=lambda f, r: torch.cat([_log_mean_prob(f[..., :4], r[..., :4]), _mean(f[..., 4:], r[..., 4:])], -1),
+)
 # hidden states [.., d] followed by the base log-probabilities [.., 4] (A, C, G, T)
 HIDDEN_AND_LOG_PROBS = OutputKind(
     "hidden_and_log_probs",
@@ -79,6 +88,13 @@ HIDDEN_AND_LOG_PROBS = OutputKind(
                                              BASE_LOG_PROBS.to_forward_strand(out[..., -4:])], -1),
     combine=lambda f, r: torch.cat([_mean(f[..., :-4], r[..., :-4]), _log_mean_prob(f[..., -4:], r[..., -4:])], -1),
 )
+
+
+def window_embeddings(pooling: str) -> OutputKind:
+    """One vector per window, [B, 1, d], pooled by the model itself (for poolings that need the
+    whole window, such as HybriDNA's echo); the two strands' vectors are averaged."""
+    return OutputKind(f"sequence_embedding_{pooling}", compute=lambda model, ids: model.sequence_embedding(ids, pooling)[:, None],
+                      to_forward_strand=lambda out: out, combine=_mean)
 
 
 def _hidden_and_log_probs(model: DNALM, ids: torch.Tensor) -> torch.Tensor:
@@ -193,6 +209,8 @@ def provenance(opts: InferenceOptions, model_ref: str, model: DNALM, reference_p
         "model": model_ref,
         "model_name": model.config.name,
         "model_arch": model.arch,
+        "prediction_context": f"{model.prediction_context}: each base's prediction saw "
+                              f"{dnalm.PREDICTION_CONTEXT_TEXT[model.prediction_context]}",
         "model_weights_sha256": dnalm.weights_sha256(model_ref),
         "window": str(opts.window or "region"),
         "edge": opts.edge,

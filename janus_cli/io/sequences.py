@@ -168,8 +168,9 @@ def _table_records(path, seq_col: str | None):
         yield name, "" if pd.isna(sequence) else str(sequence)
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """A CSV, TSV (told apart by the header line) or Parquet table; '-' is stdin."""
+def read_table(path: str | Path, text: bool = False) -> pd.DataFrame:
+    """A CSV, TSV (told apart by the header line) or Parquet table; '-' is stdin. text: read every
+    CSV/TSV column as text (so that a label such as 030 keeps its leading zero)."""
     head = _peek(path)
     try:
         if head.startswith(PARQUET_MAGIC):
@@ -178,7 +179,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
         header = head.decode("utf-8", errors="replace").split("\n", 1)[0]
         with open_text(path) as handle:
             # only empty cells are missing: "NA" or "N" must stay sequences
-            return pd.read_csv(handle, sep="\t" if "\t" in header else ",", keep_default_na=False, na_values=[""])
+            return pd.read_csv(handle, sep="\t" if "\t" in header else ",", keep_default_na=False, na_values=[""],
+                               dtype=str if text else None)
     except (DataError, FileNotFoundError):
         raise
     except Exception as exc:  # pandas and pyarrow raise many types for malformed files

@@ -79,20 +79,23 @@ def softmax(outputs: np.ndarray) -> np.ndarray:
 
 
 class SequenceClassifier(nn.Module):
-    """Backbone -> pooled embedding (the architecture's default pooling) -> linear head."""
+    """Backbone -> pooled embedding (by default the architecture's default pooling) -> linear head."""
 
-    def __init__(self, backbone: DNALM, n_outputs: int):
+    def __init__(self, backbone: DNALM, n_outputs: int, pooling: str | None = None):
         super().__init__()
+        self.pooling = pooling or backbone.default_pooling
+        if self.pooling not in backbone.poolings:
+            raise ValueError(f"pooling {self.pooling!r}: a {backbone.arch} model pools by {', '.join(backbone.poolings)}")
         self.backbone = backbone
         self.head = nn.Linear(backbone.d_model, n_outputs)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """ids [B, L] -> outputs [B, n_outputs] (float32)."""
-        return self.head(self.backbone.sequence_embedding(ids)).float()
+        return self.head(self.backbone.sequence_embedding(ids, self.pooling)).float()
 
     def forward_with_aux(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(outputs, the backbone's auxiliary loss)."""
-        pooled, aux = self.backbone.sequence_embedding_with_aux(ids)
+        pooled, aux = self.backbone.sequence_embedding_with_aux(ids, self.pooling)
         return self.head(pooled).float(), aux
 
     def strand_averaged(self, ids: torch.Tensor) -> torch.Tensor:
@@ -118,7 +121,7 @@ def save_finetuned(classifier: SequenceClassifier, task: Task, out: str | Path, 
     save_file({k: v.detach().contiguous().cpu() for k, v in classifier.head.state_dict().items()},
               str(out / HEAD_WEIGHTS_FILE))
     head_meta = {"format": HEAD_FORMAT, "format_version": HEAD_FORMAT_VERSION, **task.to_meta(),
-                 "pooling": classifier.backbone.default_pooling, **meta}
+                 "pooling": classifier.pooling, **meta}
     (out / HEAD_META_FILE).write_text(json.dumps(head_meta, indent=2) + "\n")
     return out
 
@@ -134,7 +137,7 @@ def load_finetuned(model_dir: str | Path, device: str | torch.device = "cpu") ->
     if meta.get("format") != HEAD_FORMAT or meta.get("format_version") != HEAD_FORMAT_VERSION:
         raise CheckpointError(f"{meta_path}: not a {HEAD_FORMAT} version {HEAD_FORMAT_VERSION} file")
     task = Task.from_meta(meta)
-    classifier = SequenceClassifier(load(model_dir, device=device), task.n_outputs)
+    classifier = SequenceClassifier(load(model_dir, device=device), task.n_outputs, meta.get("pooling"))
     try:
         classifier.head.load_state_dict(load_file(str(model_dir / HEAD_WEIGHTS_FILE), device=str(device)))
     except (OSError, RuntimeError) as exc:

@@ -28,12 +28,11 @@ Conventions and choices (spec = ../shared/specs/hybridna.md; where it leaves a g
   window, N positions excluded.
 - Echo embeddings (spec §3): hidden_states(ids) runs [BOS] + x + x (plain concatenation, no
   separator, as in the paper's AACG -> AACGAACG) and returns the final-norm states of the second
-  copy, [B, L, d]: each of them has seen the whole sequence. default_pooling is "mean", so the
-  default sequence embedding is the mean of those echo states (the paper's "(E)" setting); every
-  dnalm pooling (mean, max, center, last) applies to the echo states. causal_hidden_states(ids)
-  gives the plain per-base states (each base's own position, having seen the bases up to and
-  including it), for the paper's non-echo standards (mean of causal states for BEND/LRB, the last
-  causal state for GUE).
+  copy, [B, L, d] (echo_states): each of them has seen the whole sequence. default_pooling is
+  "echo", the mean of those states (the paper's "(E)" setting). hidden_states(ids) are the plain
+  causal per-base states (each base's own position, having seen the bases up to and including
+  it), which the generic poolings use: "mean" (the paper's BEND/LRB standard) and "last" (the
+  last base, the paper's GUE standard), also "max" and "center".
 - The states are taken after the final RMSNorm (the spec's recommendation, HF last_hidden_state).
 - Presets follow the spec's recommended fields, including GQA attention with 8 KV heads and head
   dim 64. That makes the paper sizes 299.1M / 3.12B / 6.24B parameters, the spec's "GQA with 8 KV
@@ -52,19 +51,27 @@ Conventions and choices (spec = ../shared/specs/hybridna.md; where it leaves a g
 Inference cache (for generation): allocate_cache(batch) and step(token_ids, cache) -> logits of
 the next token. A Mamba2 layer keeps conv_state [B, E + 2GN, d_conv] and ssm_state [B, H, P, N],
 so its cost per token is constant; an attention layer keeps a growing KV cache. prefill(tokens,
-cache) runs a prompt in one parallel pass and leaves the cache where step() continues.
+cache) runs a prompt in one parallel pass and leaves the cache where step() continues;
+reorder_cache(cache, indices) selects rows for beam search (dnalm.generation).
+
+Prompt tokens (conditional generation, dnalm.prompts): config.prompt_tokens names them; prompt
+token j is id vocab_size + j, an embedding row after the shared vocabulary's 16 (the embedding has
+vocab_size + len(prompt_tokens) rows, so a config rebuilds it). The LM head has no rows for them:
+nothing ever predicts a prompt token. add_prompt_tokens() appends randomly initialised rows
+(N(0, 0.02), the embedding's init) and leaves the existing rows unchanged. A conditioned sequence
+is [BOS] + prompt tokens + bases; prompted_logits() gives the bases' predictions only.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dnalm.interface import DNALM, IGNORE_INDEX, LEFT, base_labels
+from dnalm.interface import DNALM, IGNORE_INDEX, LEFT, POOLINGS, base_labels
 from dnalm.layers import CausalSelfAttention, RMSNorm, SwiGLU
 from dnalm.tokenizer import BASE_IDS, PADDED_VOCAB_SIZE
 
@@ -102,11 +109,15 @@ class HybriDNAConfig:
     rms_norm_eps: float = 1e-6  # the block and final norms; the gated norm in Mamba2 uses 1e-5
     vocab_size: int = PADDED_VOCAB_SIZE
     max_seq_len: int = 1024
+    prompt_tokens: tuple = ()  # names of the prompt tokens (ids vocab_size, vocab_size + 1, ...)
     name: str = "hybridna"
     extra: dict = field(default_factory=dict, compare=False)  # provenance, never read by the model
 
     def __post_init__(self):
+        object.__setattr__(self, "prompt_tokens", tuple(self.prompt_tokens))  # JSON gives a list
         problems = []
+        if len(set(self.prompt_tokens)) != len(self.prompt_tokens):
+            problems.append("prompt_tokens has repeated names")
         if self.d_inner % self.headdim:
             problems.append(f"d_inner {self.d_inner} (expand * d_model) is not divisible by headdim {self.headdim}")
         elif self.nheads % self.ngroups:
@@ -147,7 +158,9 @@ class HybriDNAConfig:
         return tuple(i for i in range(self.n_layers) if self.is_attention_layer(i))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["prompt_tokens"] = list(self.prompt_tokens)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "HybriDNAConfig":
@@ -207,6 +220,16 @@ class KVCache:
 class InferenceCache:
     layers: list  # one Mamba2State or KVCache per layer
     seen: int = 0  # tokens consumed so far
+
+    def reorder(self, indices: torch.Tensor) -> "InferenceCache":
+        """A new cache whose row i is row indices[i] of this one (rows may repeat)."""
+        layers = []
+        for c in self.layers:
+            if isinstance(c, Mamba2State):
+                layers.append(Mamba2State(c.conv_state.index_select(0, indices), c.ssm_state.index_select(0, indices)))
+            else:
+                layers.append(KVCache(c.k.index_select(0, indices), c.v.index_select(0, indices), c.length))
+        return InferenceCache(layers, self.seen)
 
 
 # --- modules ----------------------------------------------------------------------------------
@@ -359,12 +382,13 @@ class HybriDNA(DNALM):
     arch = "hybridna"
     prediction_context = LEFT
     is_causal = True
-    default_pooling = "mean"  # over the echo states: the echo embedding
+    default_pooling = "echo"
+    poolings = ("echo", *POOLINGS)
 
     def __init__(self, cfg: HybriDNAConfig):
         super().__init__()
         self.config = cfg
-        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.embed = nn.Embedding(cfg.vocab_size + len(cfg.prompt_tokens), cfg.d_model)
         self.layers = nn.ModuleList(Block(cfg, cfg.is_attention_layer(i)) for i in range(cfg.n_layers))
         self.norm_f = RMSNorm(cfg.d_model, cfg.rms_norm_eps)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
@@ -402,26 +426,32 @@ class HybriDNA(DNALM):
         """Logits [B, L, 16]; position t predicts base t from [BOS] and the bases before it."""
         return self.next_token_logits(self.with_bos(input_ids)[:, :-1])
 
-    def causal_hidden_states(self, input_ids):
+    def hidden_states(self, input_ids):
         """Plain causal per-base states [B, L, d]: base t's own position, having seen bases <= t."""
         return self.trunk(self.with_bos(input_ids))[:, 1:]
 
-    def hidden_states(self, input_ids):
+    def echo_states(self, input_ids):
         """Echo states [B, L, d]: the final-norm states of the second copy of [BOS] + x + x, each
-        having seen the whole sequence (the per-base states embeddings are pooled from)."""
+        having seen the whole sequence."""
         length = input_ids.shape[1]
         return self.trunk(self.with_bos(torch.cat([input_ids, input_ids], dim=1)))[:, length + 1:]
+
+    def sequence_embedding(self, input_ids, pooling: str | None = None):
+        """[B, d]: "echo" (the default) the mean of the echo states; mean, max, center or last
+        over the plain causal states ("last": the last base, which has seen the whole sequence)."""
+        pooling = pooling or self.default_pooling
+        if pooling == "echo":
+            return self.echo_states(input_ids).mean(1)
+        return super().sequence_embedding(input_ids, pooling)
 
     def base_log_probs(self, input_ids):
         return torch.log_softmax(self(input_ids)[..., list(BASE_IDS)], dim=-1)
 
     def hidden_and_base_log_probs(self, input_ids):
-        """(echo hidden states, base log-probs) from one pass over [BOS] + x + x: by causality its
-        first L positions are exactly the plain left-context predictions."""
-        length = input_ids.shape[1]
-        h = self.trunk(self.with_bos(torch.cat([input_ids, input_ids], dim=1)))
-        logits = self.lm_head(h[:, :length]).float()
-        return h[:, length + 1:], torch.log_softmax(logits[..., list(BASE_IDS)], dim=-1)
+        """(causal hidden states, base log-probs) from one pass over [BOS] + x."""
+        h = self.trunk(self.with_bos(input_ids))
+        logits = self.lm_head(h[:, :-1]).float()
+        return h[:, 1:], torch.log_softmax(logits[..., list(BASE_IDS)], dim=-1)
 
     # --- training ---------------------------------------------------------------------------
 
@@ -473,6 +503,35 @@ class HybriDNA(DNALM):
             h = layer.step(h, layer_cache)
         cache.seen += 1
         return self.lm_head(self.norm_f(h)).float()
+
+    def generation_prefix(self, prompt_ids):
+        """[B, T] prompt tokens and bases -> [BOS] + prompt, what prefill() takes."""
+        return self.with_bos(prompt_ids)
+
+    def reorder_cache(self, cache: InferenceCache, indices):
+        return cache.reorder(indices.to(self.lm_head.weight.device))
+
+    # --- prompt tokens ----------------------------------------------------------------------
+
+    def add_prompt_tokens(self, names, generator: torch.Generator | None = None) -> None:
+        new = list(dict.fromkeys(n for n in names if n not in self.prompt_tokens))
+        if not new:
+            return
+        old = self.embed.weight
+        rows = torch.empty(len(new), old.shape[1], dtype=torch.float32).normal_(0.0, 0.02, generator=generator)
+        embed = nn.Embedding(old.shape[0] + len(new), old.shape[1], device=old.device, dtype=old.dtype)
+        with torch.no_grad():
+            embed.weight[: old.shape[0]] = old
+            embed.weight[old.shape[0]:] = rows.to(old)
+        embed.weight.requires_grad_(old.requires_grad)
+        self.embed = embed
+        self.config = replace(self.config, prompt_tokens=self.prompt_tokens + tuple(new))
+
+    def prompted_logits(self, prompt_ids, input_ids):
+        """Logits [B, L, 16] of the bases given [BOS] + prompt: position t predicts base t."""
+        k = prompt_ids.shape[1]
+        tokens = self.with_bos(torch.cat([prompt_ids, input_ids], dim=1))[:, :-1]
+        return self.next_token_logits(tokens)[:, k:]
 
     # --- bookkeeping ------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dnalm.interface import ALL_BUT_SELF, DNALM, base_labels, IGNORE_INDEX
+from dnalm.interface import ALL_BUT_SELF, DNALM, IGNORE_INDEX, base_labels, pool
 from dnalm.layers import CausalSelfAttention, RMSNorm, SwiGLU
 from dnalm.tokenizer import BASE_IDS, PADDED_VOCAB_SIZE
 
@@ -380,9 +380,9 @@ class JanusDNA(DNALM):
         h, aux = self.hidden_states_with_aux(input_ids)
         return self.lm_head(h).float(), aux
 
-    def sequence_embedding_with_aux(self, input_ids):
+    def sequence_embedding_with_aux(self, input_ids, pooling=None):
         h, aux = self.hidden_states_with_aux(input_ids)
-        return h.mean(dim=1), aux
+        return pool(h, pooling or self.default_pooling), aux
 
     def hidden_and_base_log_probs(self, input_ids):
         h = self.hidden_states(input_ids)

@@ -537,6 +537,10 @@ class MergeDNA(DNALM):
             result.append((tokens.start[0][keep], tokens.size[0][keep]))
         return result
 
+    def token_spans(self, input_ids, compression_ratio: float | None = None):
+        """DNALM's tokenization capability: tokenize(input_ids, compression_ratio)."""
+        return self.tokenize(input_ids, compression_ratio)
+
     # --- pre-training ---------------------------------------------------------------------------
 
     def pretraining_loss(self, input_ids):
