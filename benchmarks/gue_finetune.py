@@ -24,7 +24,6 @@ import pandas as pd
 import torch
 
 import dnalm
-import janusdna
 from janus_cli.commands.finetune import FinetuneOptions, finetune
 
 # the shared data folder sits beside the repository checkout

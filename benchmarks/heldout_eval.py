@@ -1,4 +1,4 @@
-"""Held-out per-base evaluation of a JanusDNA model against two classical baselines.
+"""Held-out per-base evaluation of a model (any architecture) against two classical baselines.
 
 The baselines are fit on the model's pretraining data: the training contig (GRCh37 contig 20)
 minus the validation region. The unigram is the training base frequencies. The Markov chain's
@@ -10,8 +10,11 @@ exp(mean negative log-likelihood in nats) and accuracy (argmax == true base).
 The model predicts each base once, from its own window: non-overlapping windows of the model's
 max_seq_len tile the test region, so the first and last base of each window only have context on
 one side. The "RC-avg" row averages, per base, the probabilities of the forward pass and of the
-reverse-complement pass mapped back (positions reversed, bases complemented). The Markov chain only
-sees left context, by construction.
+reverse-complement pass mapped back (positions reversed, bases complemented). What each model row
+saw is the architecture's prediction context, printed with the row: JanusDNA every other base of
+its window, a causal model (HybriDNA) the bases to its left (its RC-avg row then mixes a
+left-context and a right-context prediction). The Markov chain only sees left context, by
+construction.
 
     python benchmarks/heldout_eval.py --model janusdna-d32 --max-bases 20000
     python benchmarks/heldout_eval.py --model path/to/model_dir
@@ -29,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import janusdna
+import dnalm
 from baselines import (
     MAX_ORDER,
     UNIFORM,
@@ -118,16 +121,14 @@ def model_base_probabilities(model, ids: torch.Tensor, batch_size: int) -> tuple
                 p_forward = model.base_log_probs(batch).exp()
                 # the RC pass predicts the complement base at the mirrored position; A,C,G,T order
                 # reversed is the complement order T,G,C,A
-                p_rc = model.base_log_probs(janusdna.reverse_complement(batch)).exp().flip(1).flip(-1)
+                p_rc = model.base_log_probs(dnalm.reverse_complement(batch)).exp().flip(1).flip(-1)
                 forward.append(p_forward.reshape(-1, 4))
                 rc_averaged.append(((p_forward + p_rc) / 2).reshape(-1, 4))
     return torch.cat(forward).double().numpy(), torch.cat(rc_averaged).double().numpy()
 
 
 def load_model(name_or_dir: str):
-    if name_or_dir in janusdna.PRESETS:
-        return janusdna.from_preset(name_or_dir, seed=0).eval()
-    return janusdna.load(name_or_dir)
+    return dnalm.load_or_preset(name_or_dir, seed=0)[0].eval()
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -187,9 +188,10 @@ def main():
     ]
     if model is not None:
         log(f"running {model.config.name} over {len(test_sequence):,} bases in windows of {model.config.max_seq_len}")
-        forward, rc_averaged = model_base_probabilities(model, janusdna.encode(test_sequence), args.batch_size)
-        rows.append(result_row(f"model {args.model}", score(forward, test_codes)))
-        rows.append(result_row(f"model {args.model} (RC-avg)", score(rc_averaged, test_codes)))
+        forward, rc_averaged = model_base_probabilities(model, dnalm.encode(test_sequence), args.batch_size)
+        context = model.prediction_context
+        rows.append(result_row(f"model {args.model} [{context}]", score(forward, test_codes)))
+        rows.append(result_row(f"model {args.model} (RC-avg) [{context} + reverse strand]", score(rc_averaged, test_codes)))
     log("done")
 
     validation_bases = choice.grid[0, STRENGTHS[0]].count

@@ -91,7 +91,8 @@ def import_checkpoint(
         "Examples:\n\n"
         "  janus pretrain --fasta GRCh37_chr20.fa.gz --val-region 20:58,000,001-63,025,520 -o run/ --steps 2000\n\n"
         "  torchrun --nproc_per_node=2 -m janus_cli pretrain --fasta hg38.fa --val-chroms chr21 -o run/\n\n"
-        "  janus pretrain --fasta hg38.fa -o run/ --resume"
+        "  janus pretrain --fasta hg38.fa -o run/ --resume\n\n"
+        "  janus pretrain --fasta hg38.fa --init-from run/model --seq-len 32768 -o run32k/"
     ),
 )
 def pretrain(
@@ -99,6 +100,7 @@ def pretrain(
     out: Path = typer.Option(..., "-o", "--out", help="Run directory (model/, checkpoints/, metrics.parquet)."),
     preset: str = typer.Option("janusdna-d32", help="Model preset, named after its architecture (`janus info --list`)."),
     config: Path = typer.Option(None, help="JSON model config (a native config.json: \"arch\" and its fields; no arch means janusdna); overrides --preset (default: none)."),
+    init_from: Path = typer.Option(None, "--init-from", help="Start from this model's weights instead of --preset/--config; a --seq-len longer than its max_seq_len raises it (context extension) (default: none, a new model)."),
     bed: Path = typer.Option(None, help="Sample training windows only inside these BED intervals (default: the whole genome)."),
     val_chroms: list[str] = typer.Option([], "--val-chroms", help="Hold out these contigs for validation (repeatable) (default: none)."),
     val_bed: Path = typer.Option(None, help="Hold out these BED intervals for validation (default: none)."),
@@ -127,7 +129,7 @@ def pretrain(
     from .commands.pretrain import PretrainOptions, pretrain as run_pretrain
 
     opts = PretrainOptions(
-        fasta=fasta, run_dir=out, preset=preset, config=config, bed=bed, val_chroms=val_chroms, val_bed=val_bed,
+        fasta=fasta, run_dir=out, preset=preset, config=config, init_from=init_from, bed=bed, val_chroms=val_chroms, val_bed=val_bed,
         val_regions=val_regions, seq_len=seq_len, batch_size=batch_size, grad_accum=grad_accum, steps=steps, lr=lr,
         min_lr=min_lr, seed=seed, max_n_frac=max_n_frac, rc_augment=rc_augment, save_every=save_every,
         eval_every=eval_every, val_windows=val_windows, log_every=log_every, resume=resume, device=device, threads=threads, quiet=quiet,

@@ -19,11 +19,11 @@ import torch.nn.functional as F
 
 import janusdna
 from conftest import DATA
-from janusdna import JanusDNA, JanusDNAConfig
+from janusdna import JanusDNA
 from janusdna.checkpoint import config_from_original, to_original_state_dict
 
 ORACLE_2 = DATA / "oracle_fixture_2"
-UPSTREAM = Path("/work/shared/upstream/JanusDNA-03cd86e")
+UPSTREAM = Path(__file__).resolve().parents[2] / "shared/upstream/JanusDNA-03cd86e"  # shared/ beside the checkout
 
 
 @pytest.fixture(scope="module")

@@ -126,3 +126,15 @@ def test_a_hybridna_config_pretrains_by_next_token_prediction(tmp_path):
     metrics = pd.read_parquet(tmp_path / "run" / "metrics.parquet")
     assert "aux_loss" not in metrics.columns and metrics["train_loss"].notna().all()
     assert metrics["val_loss"].dropna().iloc[-1] > 0
+
+
+def test_init_from_continues_a_model_at_a_longer_context(tmp_path, tiny_hybridna_dir):
+    """Context extension: --init-from's weights are where training starts, and a --seq-len longer
+    than its max_seq_len (256) becomes the new model's."""
+    final = pt.pretrain(options(tmp_path, None, init_from=tiny_hybridna_dir, seq_len=512, steps=1, lr=1e-12,
+                                val_regions=[], save_every=1, eval_every=1))
+    start, extended = dnalm.load(tiny_hybridna_dir), dnalm.load(final)
+    assert extended.arch == "hybridna" and extended.max_seq_len == 512 and start.max_seq_len == 256
+    for name, tensor in start.state_dict().items():
+        torch.testing.assert_close(extended.state_dict()[name], tensor, rtol=0, atol=1e-5)  # one step at lr 1e-6
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["options"]["seq_len"] == 512

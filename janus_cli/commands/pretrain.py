@@ -18,6 +18,7 @@ Run directory:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -52,6 +53,7 @@ class PretrainOptions:
     run_dir: Path
     preset: str = "janusdna-d32"
     config: Path | None = None
+    init_from: Path | None = None
     bed: Path | None = None
     val_chroms: list[str] = field(default_factory=list)
     val_bed: Path | None = None
@@ -148,8 +150,19 @@ def split_regions(opts: PretrainOptions, reference: Reference) -> tuple[pd.DataF
 
 
 def build_model(opts: PretrainOptions) -> dnalm.DNALM:
-    """A new model of --config (a native config.json: "arch" and the architecture's fields) or
-    of --preset."""
+    """The model to train: --init-from's weights (its max_seq_len raised to --seq-len when that is
+    longer: context extension), else a new model of --config (a native config.json: "arch" and the
+    architecture's fields) or of --preset."""
+    if opts.init_from:
+        try:
+            start = dnalm.load(opts.init_from)
+        except dnalm.CheckpointError as exc:
+            raise UsageError(f"--init-from: {exc}") from None
+        if not opts.seq_len or opts.seq_len <= start.max_seq_len:
+            return start.train()
+        model = type(start)(dataclasses.replace(start.config, max_seq_len=opts.seq_len))
+        model.load_state_dict(start.state_dict())
+        return model
     if opts.config:
         try:
             raw = json.loads(Path(opts.config).read_text())
@@ -176,7 +189,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 # Options that must not change across --resume, or the continued run is a different run.
-_RESUME_INVARIANTS = ("preset", "config", "seq_len", "batch_size", "grad_accum", "steps", "lr", "min_lr",
+_RESUME_INVARIANTS = ("preset", "config", "init_from", "seq_len", "batch_size", "grad_accum", "steps", "lr", "min_lr",
                       "warmup_frac", "weight_decay", "seed", "max_n_frac", "rc_augment", "world_size")
 
 

@@ -4,6 +4,8 @@ architecture of the dnalm layer.
 The model, its presets and the inference cache are in model.py; the SSD kernel and its sequential
 reference twin are in ssd.py."""
 
+from pathlib import Path
+
 from dnalm.registry import Architecture
 
 from .model import (
@@ -17,7 +19,7 @@ from .model import (
     Mamba2State,
 )
 
-ARCHITECTURE = Architecture("hybridna", HybriDNA, HybriDNAConfig, PRESETS, None)
+ARCHITECTURE = Architecture("hybridna", HybriDNA, HybriDNAConfig, PRESETS, Path(__file__).parent / "pretrained")
 
 __all__ = [
     "ARCHITECTURE",

@@ -437,7 +437,10 @@ class JanusDNA(DNALM):
 
 def init_weights(module: nn.Module, std: float = 0.02):
     """The original's initialisation: N(0, 0.02) for linear, conv and embedding weights, zero
-    biases, Xavier-uniform for attention q/k/v; norms, A_log and D keep their constructor values."""
+    biases, Xavier-uniform for attention q/k/v; norms, A_log and D keep their constructor values.
+    Nothing to do on the meta device (parameter counting), where tensors hold no values."""
+    if any(p.is_meta for p in module.parameters(recurse=False)):
+        return
     if isinstance(module, (nn.Linear, nn.Conv1d, nn.Embedding)):
         nn.init.normal_(module.weight, mean=0.0, std=std)
         if getattr(module, "bias", None) is not None:
