@@ -1,11 +1,25 @@
-"""Building blocks shared by more than one architecture: RMSNorm, the SwiGLU MLP and causal
-multi-head attention with grouped key/value heads."""
+"""Building blocks shared by more than one architecture: RMSNorm, the SwiGLU MLP, causal
+multi-head attention with grouped key/value heads, and the swap to reference kernels."""
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+@contextlib.contextmanager
+def swapped_kernels(kernels: dict, replacements: dict):
+    """Within the block, kernels (an architecture's table of the kernels its model calls) holds
+    the replacements (the plain reference twins the tests hold the fast kernels equal to)."""
+    saved = dict(kernels)
+    kernels.update(replacements)
+    try:
+        yield
+    finally:
+        kernels.update(saved)
 
 
 class RMSNorm(nn.Module):

@@ -32,13 +32,11 @@ the dense masked attention, for checks.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dnalm.layers import causal_attention, causal_attention_ref
+from dnalm.layers import causal_attention, causal_attention_ref, swapped_kernels
 
 try:  # optional CUDA kernel; ssd_chunked computes the same thing
     from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
@@ -162,12 +160,6 @@ def ssd_step(state: Tensor, x, dt, A, B, C, D):
 KERNELS = {"ssd": ssd, "attention": causal_attention}
 
 
-@contextlib.contextmanager
 def reference_kernels():
     """Run models on the sequential SSD recurrence and the dense masked attention (slow, for checks)."""
-    saved = dict(KERNELS)
-    KERNELS.update(ssd=ssd_ref, attention=causal_attention_ref)
-    try:
-        yield
-    finally:
-        KERNELS.update(saved)
+    return swapped_kernels(KERNELS, {"ssd": ssd_ref, "attention": causal_attention_ref})

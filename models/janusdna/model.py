@@ -14,7 +14,6 @@ therefore the input ids, unshifted.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -23,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dnalm.interface import ALL_BUT_SELF, DNALM, IGNORE_INDEX, base_labels, pool
-from dnalm.layers import CausalSelfAttention, RMSNorm, SwiGLU
+from dnalm.layers import CausalSelfAttention, RMSNorm, SwiGLU, swapped_kernels
 from dnalm.tokenizer import BASE_IDS, PADDED_VOCAB_SIZE
 
 from . import attention, scan
@@ -38,15 +37,10 @@ except ImportError:
 KERNELS = {"selective_scan": scan.selective_scan, "janus_attention": attention.janus_attention}
 
 
-@contextlib.contextmanager
 def use_reference_kernels():
     """Run models on the sequential scan and the dense masked Janus attention (slow, for checks)."""
-    saved = dict(KERNELS)
-    KERNELS.update(selective_scan=scan.selective_scan_ref, janus_attention=attention.janus_attention_ref)
-    try:
-        yield
-    finally:
-        KERNELS.update(saved)
+    return swapped_kernels(KERNELS, {"selective_scan": scan.selective_scan_ref,
+                                     "janus_attention": attention.janus_attention_ref})
 
 
 @dataclass(frozen=True)

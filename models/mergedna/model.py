@@ -62,7 +62,6 @@ Choices where the spec (../shared/specs/mergedna.md) leaves a [D] open or where 
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -71,7 +70,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dnalm.interface import DNALM, IGNORE_INDEX, INCLUDING_SELF, pool as pool_states
-from dnalm.layers import CausalSelfAttention, RMSNorm, SwiGLU
+from dnalm.layers import CausalSelfAttention, RMSNorm, SwiGLU, swapped_kernels
 from dnalm.tokenizer import BASE_IDS, PAD, PADDED_VOCAB_SIZE
 
 from . import merging
@@ -157,15 +156,9 @@ REFERENCE_KERNELS = {"band_attention": band_attention_ref, "full_attention": ful
                      "local_merge": merging.local_merge_ref, "latent_merge": merging.latent_merge_ref}
 
 
-@contextlib.contextmanager
 def use_reference_kernels():
     """Run models on the dense attentions and the loop merges (slow, for checks)."""
-    saved = dict(KERNELS)
-    KERNELS.update(REFERENCE_KERNELS)
-    try:
-        yield
-    finally:
-        KERNELS.update(saved)
+    return swapped_kernels(KERNELS, REFERENCE_KERNELS)
 
 
 # --- config ---------------------------------------------------------------------------------------
@@ -344,21 +337,28 @@ class LocalEncoder(nn.Module):
         return self.norm(x), tokens
 
 
-class LatentEncoder(nn.Module):
-    """Full-attention blocks over the local tokens; in pre-training pass 2 also ToMe-merges them."""
+class LatentBlocks(nn.Module):
+    """Full-attention blocks over the local tokens, then a final norm."""
 
-    def __init__(self, cfg: MergeDNAConfig):
+    def __init__(self, cfg: MergeDNAConfig, n_blocks: int):
         super().__init__()
         self.cfg = cfg
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.latent_encoder_layers))
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(n_blocks))
         self.norm = RMSNorm(cfg.d_model, cfg.rms_norm_eps)
 
     def forward(self, z, tokens: TokenState):
-        """Z_L [B, L, d] -> Z'_L [B, L, d]; no merging."""
+        """Z [B, L, d] -> Z' [B, L, d]; no merging."""
         ctx = token_context(self.cfg, tokens.centre, tokens.size, tokens.real, None)
         for block in self.blocks:
             z = block(z, ctx)
         return self.norm(z)
+
+
+class LatentEncoder(LatentBlocks):
+    """The latent blocks; in pre-training pass 2 they also ToMe-merge the tokens."""
+
+    def __init__(self, cfg: MergeDNAConfig):
+        super().__init__(cfg, cfg.latent_encoder_layers)
 
     def forward_merging(self, z, tokens: TokenState, latent_ratio: float):
         """Z_L -> (Z'_K [B, K, d], LatentState): each block merges (between its attention and its
@@ -377,18 +377,9 @@ class LatentEncoder(nn.Module):
         return self.norm(z), latent
 
 
-class LatentDecoder(nn.Module):
+class LatentDecoder(LatentBlocks):
     def __init__(self, cfg: MergeDNAConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.latent_decoder_layers))
-        self.norm = RMSNorm(cfg.d_model, cfg.rms_norm_eps)
-
-    def forward(self, z, tokens: TokenState):
-        ctx = token_context(self.cfg, tokens.centre, tokens.size, tokens.real, None)
-        for block in self.blocks:
-            z = block(z, ctx)
-        return self.norm(z)
+        super().__init__(cfg, cfg.latent_decoder_layers)
 
 
 class LocalDecoder(nn.Module):
