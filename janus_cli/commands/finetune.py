@@ -30,6 +30,7 @@ metrics.json) that `janus generate --label` takes.
 from __future__ import annotations
 
 import copy
+from collections import defaultdict
 import functools
 import json
 import math
@@ -391,59 +392,27 @@ def finetune(opts: FinetuneOptions) -> dict:
         f"backbone {provenance['name']} ({provenance['source']}, {'frozen' if opts.freeze_backbone else 'trained'}), "
         f"{total_steps} steps, peak lr {peak_lr:.1e}")
 
-    epochs, step = [], 0
-    best_score, best_epoch, best_state, stale_epochs = -math.inf, 0, None, 0
-    run_start = time.perf_counter()
-    for epoch in range(1, opts.epochs + 1):
-        model.train()
-        epoch_start = last_report = time.perf_counter()
-        losses, aux_losses, seen = [], [], 0
-        for batch in length_batches(train_lengths, opts.batch_size, rng):
-            if step == total_steps:
-                break
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, total_steps, peak_lr, 0.0, opts.warmup_frac)
-            ids = random_strands(torch.stack([train.ids[i] for i in batch]), rng).to(device)
-            with autocast_context(device):
-                outputs, aux = model.forward_with_aux(ids)
-                loss = task.loss(outputs, train_targets[batch].to(device))
-            # with a frozen backbone the aux loss has no parameter to act on; it is only reported
-            (loss if opts.freeze_backbone else loss + aux).backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            seen += len(batch)
-            losses.append(loss.item())
-            aux_losses.append(aux.item())
-            if time.perf_counter() - last_report > PROGRESS_EVERY_S:
-                say(f"finetune: epoch {epoch} step {step}/{total_steps} loss {np.mean(losses):.4f}")
-                last_report = time.perf_counter()
-        wall = time.perf_counter() - epoch_start
-        record = {"epoch": epoch, "steps": step, "sequences": seen, "train_loss": float(np.mean(losses)),
-                  "aux_loss": float(np.mean(aux_losses)), "wall_s": wall, "train_seqs_per_s": seen / wall}
-        status = f"finetune: epoch {epoch} loss {record['train_loss']:.4f} ({wall:.1f} s, {seen / wall:.0f} seq/s)"
-        if "val" in held_out:
-            record["val"] = evaluate(model, task, held_out["val"], held_out_targets["val"], opts.batch_size, device)
-            status += "; val " + _format_metrics(record["val"])
-            score = selection_score(task, record["val"])
-            if score > best_score:
-                best_score, best_epoch, best_state, stale_epochs = score, epoch, copy.deepcopy(model.state_dict()), 0
-            else:
-                stale_epochs += 1
-        epochs.append(record)
-        say(status)
-        if step == total_steps:
-            break
-        if stale_epochs == opts.patience:
-            say(f"finetune: no validation improvement for {opts.patience} epochs; stopping")
-            break
+    def step_loss(batch):
+        ids = random_strands(torch.stack([train.ids[i] for i in batch]), rng).to(device)
+        with autocast_context(device):
+            outputs, aux = model.forward_with_aux(ids)
+            loss = task.loss(outputs, train_targets[batch].to(device))
+        # with a frozen backbone the aux loss has no parameter to act on; it is only reported
+        return (loss if opts.freeze_backbone else loss + aux), {"train_loss": loss.item(), "aux_loss": aux.item()}
 
+    def validate():
+        if "val" not in held_out:
+            return None
+        metrics = evaluate(model, task, held_out["val"], held_out_targets["val"], opts.batch_size, device)
+        return metrics, selection_score(task, metrics)
+
+    run_start = time.perf_counter()
+    epochs, step, best_epoch = train_epochs(model, optimizer, opts, train_lengths, total_steps, peak_lr, rng,
+                                            step_loss, validate, say)
     metrics = {"task": task.kind, "train_examples": len(train), "steps": step,
                "best_epoch": best_epoch or len(epochs), "epochs": epochs,
                "train_seqs_per_s": sum(e["sequences"] for e in epochs) / sum(e["wall_s"] for e in epochs)}
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if best_epoch:
         metrics |= {"val_examples": len(held_out["val"]), "val": epochs[best_epoch - 1]["val"]}
     if "test" in held_out:
         metrics["test_examples"] = len(held_out["test"])
@@ -457,6 +426,61 @@ def finetune(opts: FinetuneOptions) -> dict:
     (out / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2) + "\n")
     say(f"finetune: wrote {out}")
     return metrics
+
+
+def train_epochs(model, optimizer, opts, lengths: np.ndarray, total_steps: int, peak_lr: float,
+                 rng: np.random.Generator, step_loss, validate, say) -> tuple[list[dict], int, int]:
+    """The fine-tuning loop both tasks share: epochs of shuffled same-length batches under the
+    warm-up + cosine schedule with gradient clipping; step_loss(batch) -> (objective, {name: value}
+    to report); after each epoch validate() -> (metrics, score), or None without --val, keeps the
+    best epoch's weights and stops after --patience epochs without improvement. Returns (one record
+    per epoch, steps taken, best epoch or 0); the model ends with the best epoch's weights."""
+    epochs, step = [], 0
+    best_score, best_epoch, best_state, stale_epochs = -math.inf, 0, None, 0
+    for epoch in range(1, opts.epochs + 1):
+        model.train()
+        epoch_start = last_report = time.perf_counter()
+        reported, seen = defaultdict(list), 0
+        for batch in length_batches(lengths, opts.batch_size, rng):
+            if step == total_steps:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, total_steps, peak_lr, 0.0, opts.warmup_frac)
+            objective, values = step_loss(batch)
+            objective.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            seen += len(batch)
+            for name, value in values.items():
+                reported[name].append(value)
+            if time.perf_counter() - last_report > PROGRESS_EVERY_S:
+                say(f"finetune: epoch {epoch} step {step}/{total_steps} loss {np.mean(reported['train_loss']):.4f}")
+                last_report = time.perf_counter()
+        wall = time.perf_counter() - epoch_start
+        record = {"epoch": epoch, "steps": step, "sequences": seen,
+                  **{name: float(np.mean(values)) for name, values in reported.items()},
+                  "wall_s": wall, "train_seqs_per_s": seen / wall}
+        status = f"finetune: epoch {epoch} loss {record['train_loss']:.4f} ({wall:.1f} s, {seen / wall:.0f} seq/s)"
+        validated = validate()
+        if validated is not None:
+            record["val"], score = validated
+            status += "; val " + _format_metrics(record["val"])
+            if score > best_score:
+                best_score, best_epoch, best_state, stale_epochs = score, epoch, copy.deepcopy(model.state_dict()), 0
+            else:
+                stale_epochs += 1
+        epochs.append(record)
+        say(status)
+        if step == total_steps:
+            break
+        if stale_epochs == opts.patience:
+            say(f"finetune: no validation improvement for {opts.patience} epochs; stopping")
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return epochs, step, best_epoch
 
 
 def _format_metrics(metrics: dict[str, float]) -> str:
@@ -553,56 +577,25 @@ def finetune_generative(opts: FinetuneOptions) -> dict:
         f"({prompts.TOKENISATION}; {len(added)} new prompt tokens), model {provenance['name']} "
         f"({provenance['source']}), {total_steps} steps, peak lr {peak_lr:.1e}")
 
-    epochs, step = [], 0
-    best_score, best_epoch, best_state, stale_epochs = -math.inf, 0, None, 0
-    run_start = time.perf_counter()
-    for epoch in range(1, opts.epochs + 1):
-        model.train()
-        epoch_start = last_report = time.perf_counter()
-        losses, seen = [], 0
-        for batch in length_batches(train_lengths, opts.batch_size, rng):
-            if step == total_steps:
-                break
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, total_steps, peak_lr, 0.0, opts.warmup_frac)
-            ids = torch.stack([train.ids[i] for i in batch]).to(device)
-            with autocast_context(device):
-                loss = prompts.conditional_loss(model, train_prompts[batch].to(device), ids)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            seen += len(batch)
-            losses.append(loss.item())
-            if time.perf_counter() - last_report > PROGRESS_EVERY_S:
-                say(f"finetune: epoch {epoch} step {step}/{total_steps} loss {np.mean(losses):.4f}")
-                last_report = time.perf_counter()
-        wall = time.perf_counter() - epoch_start
-        record = {"epoch": epoch, "steps": step, "sequences": seen, "train_loss": float(np.mean(losses)),
-                  "wall_s": wall, "train_seqs_per_s": seen / wall}
-        status = f"finetune: epoch {epoch} loss {record['train_loss']:.4f} ({wall:.1f} s, {seen / wall:.0f} seq/s)"
-        if "val" in held_out:
-            record["val"] = evaluate_generative(model, held_out["val"], held_out_prompts["val"], opts.batch_size, device)
-            status += "; val " + _format_metrics(record["val"])
-            if record["val"]["next_base_accuracy"] > best_score:
-                best_score, best_epoch, stale_epochs = record["val"]["next_base_accuracy"], epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                stale_epochs += 1
-        epochs.append(record)
-        say(status)
-        if step == total_steps:
-            break
-        if stale_epochs == opts.patience:
-            say(f"finetune: no validation improvement for {opts.patience} epochs; stopping")
-            break
+    def step_loss(batch):
+        ids = torch.stack([train.ids[i] for i in batch]).to(device)
+        with autocast_context(device):
+            loss = prompts.conditional_loss(model, train_prompts[batch].to(device), ids)
+        return loss, {"train_loss": loss.item()}
 
+    def validate():
+        if "val" not in held_out:
+            return None
+        metrics = evaluate_generative(model, held_out["val"], held_out_prompts["val"], opts.batch_size, device)
+        return metrics, metrics["next_base_accuracy"]
+
+    run_start = time.perf_counter()
+    epochs, step, best_epoch = train_epochs(model, optimizer, opts, train_lengths, total_steps, peak_lr, rng,
+                                            step_loss, validate, say)
     metrics = {"task": "generative", "labels": labels, "label_tokenisation": prompts.TOKENISATION,
                "train_examples": len(train), "steps": step, "best_epoch": best_epoch or len(epochs), "epochs": epochs,
                "train_seqs_per_s": sum(e["sequences"] for e in epochs) / sum(e["wall_s"] for e in epochs)}
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if best_epoch:
         metrics |= {"val_examples": len(held_out["val"]), "val": epochs[best_epoch - 1]["val"]}
     if "test" in held_out:
         metrics["test_examples"] = len(held_out["test"])
