@@ -91,6 +91,7 @@ def import_checkpoint(
         "Examples:\n\n"
         "  janus pretrain --fasta GRCh37_chr20.fa.gz --val-region 20:58,000,001-63,025,520 -o run/ --steps 2000\n\n"
         "  torchrun --nproc_per_node=2 -m janus_cli pretrain --fasta hg38.fa --val-chroms chr21 -o run/\n\n"
+        "  torchrun --nproc_per_node=8 -m janus_cli pretrain --preset hybridna-7b --fsdp --fasta hg38.fa -o run7b/\n\n"
         "  janus pretrain --fasta hg38.fa -o run/ --resume\n\n"
         "  janus pretrain --fasta hg38.fa --init-from run/model --seq-len 32768 -o run32k/"
     ),
@@ -109,7 +110,7 @@ def pretrain(
     batch_size: int = typer.Option(8, help="Sequences per process per micro-step."),
     grad_accum: int = typer.Option(1, help="Micro-steps per optimizer step."),
     steps: int = typer.Option(1000, help="Optimizer steps in total."),
-    lr: float = typer.Option(None, help="Peak learning rate (default: 8e-3 x sqrt(batch tokens / 2^20))."),
+    lr: float = typer.Option(None, help="Peak learning rate (default: the architecture paper's, scaled by sqrt(batch tokens / its batch tokens): janusdna 8e-3 at 2^20, hybridna 1e-3 at 2^19, mergedna 1e-3 at 4,096)."),
     min_lr: float = typer.Option(1e-4, help="Learning rate at the last step (cosine decay target)."),
     seed: int = typer.Option(0, help="Seed for initialisation and window sampling."),
     max_n_frac: float = typer.Option(0.1, help="Skip windows with a larger fraction of N."),
@@ -119,6 +120,7 @@ def pretrain(
     val_windows: int = typer.Option(64, help="Number of held-out windows per validation."),
     log_every: int = typer.Option(10, help="Append a metrics row every this many steps."),
     resume: bool = typer.Option(False, help="Continue the run in --out from its last checkpoint."),
+    fsdp: bool = typer.Option(False, "--fsdp", show_default=False, help="Under torchrun, shard weights, gradients and optimizer state over the processes (FSDP) instead of replicating them (DDP), for models larger than one device; checkpoints are written unsharded (default: DDP)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
@@ -132,7 +134,8 @@ def pretrain(
         fasta=fasta, run_dir=out, preset=preset, config=config, init_from=init_from, bed=bed, val_chroms=val_chroms, val_bed=val_bed,
         val_regions=val_regions, seq_len=seq_len, batch_size=batch_size, grad_accum=grad_accum, steps=steps, lr=lr,
         min_lr=min_lr, seed=seed, max_n_frac=max_n_frac, rc_augment=rc_augment, save_every=save_every,
-        eval_every=eval_every, val_windows=val_windows, log_every=log_every, resume=resume, device=device, threads=threads, quiet=quiet,
+        eval_every=eval_every, val_windows=val_windows, log_every=log_every, resume=resume, fsdp=fsdp, device=device, threads=threads,
+        quiet=quiet,
     )
     with reported_errors():
         run_pretrain(opts, argv=["janus", *sys.argv[1:]])

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -39,7 +40,11 @@ def test_lr_schedule_warms_up_then_decays_to_min():
     assert max(lrs) == pytest.approx(1e-3) and lrs.index(max(lrs)) == 10
     assert lrs[-1] == pytest.approx(1e-4)
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
-    assert pt.scaled_peak_lr(2**20) == pytest.approx(8e-3) and pt.scaled_peak_lr(2**18) == pytest.approx(4e-3)
+
+def test_each_architecture_scales_its_papers_peak_lr_to_the_batch():
+    janus, hybrid = dnalm.architecture("janusdna").model_class, dnalm.architecture("hybridna").model_class
+    assert janus.pretraining_peak_lr(2**20) == pytest.approx(8e-3) and janus.pretraining_peak_lr(2**18) == pytest.approx(4e-3)
+    assert hybrid.pretraining_peak_lr(2**19) == pytest.approx(1e-3) and hybrid.pretraining_peak_lr(2**17) == pytest.approx(5e-4)
 
 
 def test_windows_are_deterministic_inside_train_intervals_and_skip_n(tmp_path, tiny_config):
@@ -95,24 +100,47 @@ def test_loss_goes_down_on_real_dna(tmp_path, tiny_config):
     assert metrics["train_loss"].iloc[-5:].mean() < metrics["train_loss"].iloc[:5].mean() - 0.5
 
 
-def test_two_processes_train_the_same_model_as_one(tmp_path, tiny_config):
-    """torchrun with 2 gloo processes x batch 2 == 1 process x batch 2 x grad-accum 2."""
-    common = ["--fasta", FASTA, "--config", tiny_config, "--val-region", "20:190,001-200,000", "--batch-size", "2",
-              "--steps", "6", "--save-every", "6", "--eval-every", "6", "--log-every", "1", "--val-windows", "4",
+TINY_HYBRIDNA = {"arch": "hybridna", "d_model": 16, "n_layers": 2, "attn_period": 2, "attn_offset": 1, "n_heads": 2,
+                 "n_kv_heads": 1, "d_state": 8, "headdim": 8, "max_seq_len": 64, "name": "tiny-hybridna"}
+
+
+def _torchrun(args, env, port):
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+                          "-m", "janus_cli", "pretrain", *args], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+
+@pytest.mark.parametrize("config, parallel", [(TINY, "ddp"), (TINY_HYBRIDNA, "fsdp")], ids=["janusdna-ddp", "hybridna-fsdp"])
+def test_two_processes_train_the_same_model_as_one(tmp_path, config, parallel):
+    """torchrun with 2 gloo processes x batch 2 (DDP, or FSDP sharding every weight) == 1 process x
+    batch 2 x grad-accum 2; under FSDP a resumed run also ends where the uninterrupted one does."""
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(config))
+    common = ["--fasta", FASTA, "--config", config_path, "--val-region", "20:190,001-200,000", "--batch-size", "2",
+              "--steps", "6", "--save-every", "3", "--eval-every", "3", "--log-every", "1", "--val-windows", "5",
               "--threads", "1", "-q"]
+    flags = ["--fsdp"] if parallel == "fsdp" else []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "janus_cli", "pretrain", "-o", tmp_path / "one", "--grad-accum", "2",
                     *common], check=True, env=env)
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-                    "-m", "janus_cli", "pretrain", "-o", tmp_path / "two", *common], check=True, env=env,
-                   capture_output=True)
+    _torchrun(["-o", tmp_path / "two", *common, *flags], env, 29533)
     one = pd.read_parquet(tmp_path / "one/metrics.parquet")
     two = pd.read_parquet(tmp_path / "two/metrics.parquet")
     assert (one["tokens"] == two["tokens"]).all()
     assert (one["train_loss"] - two["train_loss"]).abs().max() < 1e-4
-    a = janusdna.load(tmp_path / "one/model").state_dict()
-    b = janusdna.load(tmp_path / "two/model").state_dict()
+    assert (one["val_loss"] - two["val_loss"]).abs().max() < 1e-4
+    a = dnalm.load(tmp_path / "one/model").state_dict()
+    b = dnalm.load(tmp_path / "two/model").state_dict()
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
+    if parallel == "fsdp":
+        assert json.loads((tmp_path / "two/run.json").read_text())["options"]["fsdp"] is True
+        interrupted = tmp_path / "interrupted"
+        shutil.copytree(tmp_path / "two", interrupted)
+        shutil.rmtree(interrupted / "model")
+        shutil.rmtree(interrupted / "checkpoints" / "step-000006")
+        _torchrun(["-o", interrupted, *common, *flags, "--resume"], env, 29534)
+        c = dnalm.load(interrupted / "model").state_dict()
+        assert max((b[k] - c[k]).abs().max().item() for k in b) < 1e-6
 
 
 def test_a_hybridna_config_pretrains_by_next_token_prediction(tmp_path):

@@ -41,11 +41,8 @@ from ..io import intervals as iv
 from ..errors import DataError, UsageError
 from ..io.fasta import Reference
 from ..engine.runtime import autocast_context, log, resolve_device, set_threads
+from ..engine.parallel import full_model_state, full_optimizer_state, load_full_state, parallelize
 from ..engine.schedule import lr_at
-
-REFERENCE_PEAK_LR = 8e-3  # the JanusDNA paper's peak learning rate ...
-REFERENCE_BATCH_TOKENS = 2**20  # ... for batches of this many tokens
-
 
 @dataclass
 class PretrainOptions:
@@ -75,15 +72,10 @@ class PretrainOptions:
     log_every: int = 10
     val_windows: int = 64
     resume: bool = False
+    fsdp: bool = False
     device: str = "auto"
     threads: int | None = None
     quiet: bool = False
-
-
-def scaled_peak_lr(global_batch_tokens: int) -> float:
-    """The paper's 8e-3 at 2^20 tokens per batch, scaled by the square root of the batch ratio
-    (the usual rule for Adam-type optimisers), so that small CPU batches stay stable."""
-    return REFERENCE_PEAK_LR * math.sqrt(global_batch_tokens / REFERENCE_BATCH_TOKENS)
 
 
 class WindowSampler:
@@ -118,14 +110,15 @@ class WindowSampler:
 
 
 class LossModule(torch.nn.Module):
-    """The model's pretraining objective as a module, so DistributedDataParallel can wrap it."""
+    """The model's pretraining objective as a module, so DDP can wrap it and FSDP shard it.
+    validation=True gives validation_loss instead (through the same module, as FSDP needs)."""
 
     def __init__(self, model: dnalm.DNALM):
         super().__init__()
         self.model = model
 
-    def forward(self, ids):
-        return self.model.pretraining_loss(ids)
+    def forward(self, ids, validation: bool = False):
+        return self.model.validation_loss(ids) if validation else self.model.pretraining_loss(ids)
 
 
 def split_regions(opts: PretrainOptions, reference: Reference) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -190,11 +183,12 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 # Options that must not change across --resume, or the continued run is a different run.
 _RESUME_INVARIANTS = ("preset", "config", "init_from", "seq_len", "batch_size", "grad_accum", "steps", "lr", "min_lr",
-                      "warmup_frac", "weight_decay", "seed", "max_n_frac", "rc_augment", "world_size")
+                      "warmup_frac", "weight_decay", "seed", "max_n_frac", "rc_augment", "world_size", "fsdp")
 
 
 def pretrain(opts: PretrainOptions, argv: list[str] | None = None) -> Path:
-    """Train; returns RUN_DIR/model. Works alone or under torchrun (DDP: gloo on CPU, NCCL on CUDA)."""
+    """Train; returns RUN_DIR/model. Works alone or under torchrun (gloo on CPU, NCCL on CUDA),
+    with DDP or, with opts.fsdp, FSDP."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     device = resolve_device(opts.device, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
     if distributed and not dist.is_initialized():
@@ -202,39 +196,41 @@ def pretrain(opts: PretrainOptions, argv: list[str] | None = None) -> Path:
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     set_threads(opts.threads)
     is_main = rank == 0
+    sharded = distributed and opts.fsdp
+    if opts.fsdp and not distributed:
+        log("pretrain: --fsdp shards over torchrun processes; one process trains the whole model")
 
     run_dir = Path(opts.run_dir)
     reference = Reference(opts.fasta)
     model = build_model(opts).to(device)
     seq_len = opts.seq_len or model.config.max_seq_len
     global_batch = opts.batch_size * opts.grad_accum * world
-    peak_lr = opts.lr if opts.lr is not None else scaled_peak_lr(global_batch * seq_len)
+    peak_lr = opts.lr if opts.lr is not None else model.pretraining_peak_lr(global_batch * seq_len)
     record = {**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
-              "seq_len": seq_len, "lr": peak_lr, "world_size": world}
+              "seq_len": seq_len, "lr": peak_lr, "world_size": world, "fsdp": sharded}
 
     train_regions, val_regions = split_regions(opts, reference)
     train_sampler = WindowSampler(reference, train_regions, seq_len, opts.max_n_frac, opts.rc_augment, opts.seed, stream=0)
     val_sampler = (WindowSampler(reference, val_regions, seq_len, opts.max_n_frac, False, opts.seed, stream=1)
                    if len(val_regions) else None)
 
-    optimizer = torch.optim.AdamW(model.optimizer_groups(opts.weight_decay), lr=peak_lr, betas=(0.9, 0.95))
+    loss_module = LossModule(model)
+    if distributed:
+        loss_module = parallelize(loss_module, model, device, fsdp=sharded)
+    optimizer = torch.optim.AdamW(model.optimizer_groups(opts.weight_decay), lr=peak_lr, betas=(0.9, 0.95), eps=1e-8)
     start_step, metrics = 0, []
     if opts.resume:
-        start_step, metrics = _restore(run_dir, record, model, optimizer, device)
+        start_step, metrics = _restore(run_dir, record, model, optimizer, device, sharded)
     elif (run_dir / "checkpoints").exists():
         raise UsageError(f"{run_dir} already holds a run; pass --resume to continue it or choose a new -o")
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "run.json").write_text(json.dumps({"options": record, "argv": argv or sys.argv}, indent=2) + "\n")
         log(f"pretrain: {model.config.name}, {model.num_parameters():,} parameters "
-            f"({model.num_activated_parameters():,} activated), {world} process(es), global batch "
+            f"({model.num_activated_parameters():,} activated), {world} process(es){' (FSDP)' if sharded else ''}, "
+            f"global batch "
             f"{global_batch} x {seq_len} bp, peak lr {peak_lr:.2e}, steps {start_step}->{opts.steps}")
 
-    loss_module = LossModule(model)
-    if distributed:
-        loss_module = torch.nn.parallel.DistributedDataParallel(
-            loss_module, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
-        )
 
     progress = _Progress(opts.steps, start_step, enabled=is_main and not opts.quiet)
     tokens_per_step = global_batch * seq_len
@@ -265,7 +261,7 @@ def pretrain(opts: PretrainOptions, argv: list[str] | None = None) -> Path:
         train_loss = components.pop("cross_entropy")
         last = done == opts.steps
         evaluate = val_sampler is not None and (done % opts.eval_every == 0 or last)
-        val_loss = _validate(model, val_sampler, opts, device, rank, world) if evaluate else float("nan")
+        val_loss = _validate(loss_module, val_sampler, opts, device, rank, world) if evaluate else float("nan")
         if done % opts.log_every == 0 or evaluate or last:
             elapsed = time.perf_counter() - step_start
             metrics.append({
@@ -278,13 +274,14 @@ def pretrain(opts: PretrainOptions, argv: list[str] | None = None) -> Path:
             if is_main:
                 _write_metrics(run_dir, metrics)
         progress.update(done, train_loss, val_loss)
-        if is_main and (done % opts.save_every == 0 or last):
-            _save_checkpoint(run_dir, done, record, model, optimizer)
+        if done % opts.save_every == 0 or last:
+            _save_checkpoint(run_dir, done, record, model, optimizer, sharded, is_main)
     progress.close()
 
     final = run_dir / "model"
+    weights = full_model_state(model, sharded)
     if is_main:
-        dnalm.save(model, final)
+        dnalm.save(model, final, weights)
         log(f"pretrain: wrote {final}")
     if distributed:
         dist.barrier()
@@ -294,35 +291,48 @@ def pretrain(opts: PretrainOptions, argv: list[str] | None = None) -> Path:
 
 
 @torch.no_grad()
-def _validate(model, sampler: WindowSampler, opts: PretrainOptions, device, rank: int, world: int) -> float:
-    """Mean cross-entropy over non-N positions of a fixed set of held-out windows (split over ranks)."""
-    model.eval()
+def _validate(loss_module, sampler: WindowSampler, opts: PretrainOptions, device, rank: int, world: int) -> float:
+    """Mean cross-entropy over non-N positions of a fixed set of held-out windows, split over
+    ranks. Every rank runs the same number of batches (FSDP gathers weights in each forward); a
+    rank past the last window repeats one and does not count it."""
+    loss_module.eval()
     total_loss = torch.zeros((), device=device, dtype=torch.float64)
     total_tokens = torch.zeros((), device=device, dtype=torch.float64)
-    for first in range(rank * opts.batch_size, opts.val_windows, world * opts.batch_size):
-        ids = sampler.batch(0, range(first, min(first + opts.batch_size, opts.val_windows))).to(device)
+    per_round = world * opts.batch_size
+    for first in range(rank * opts.batch_size, math.ceil(opts.val_windows / per_round) * per_round, per_round):
+        counts = first < opts.val_windows
+        window_range = range(first, min(first + opts.batch_size, opts.val_windows)) if counts else range(1)
+        ids = sampler.batch(0, window_range).to(device)
         with autocast_context(device):
-            loss_sum, counted = model.validation_loss(ids)
-        total_loss += loss_sum.double()
-        total_tokens += counted
+            loss_sum, counted = loss_module(ids, validation=True)
+        if counts:
+            total_loss += loss_sum.double()
+            total_tokens += counted
     if world > 1:
         dist.all_reduce(total_loss)
         dist.all_reduce(total_tokens)
     return (total_loss / total_tokens.clamp(min=1)).item()
 
 
-def _save_checkpoint(run_dir: Path, step: int, record: dict, model: dnalm.DNALM, optimizer):
+def _save_checkpoint(run_dir: Path, step: int, record: dict, model: dnalm.DNALM, optimizer, sharded: bool,
+                     is_main: bool):
+    """Every rank calls this (FSDP gathers the states); rank 0 writes."""
+    weights = full_model_state(model, sharded)
+    optimizer_state = full_optimizer_state(model, optimizer, sharded)
+    if not is_main:
+        return
     target = checkpoint_dir(run_dir, step)
     tmp = target.with_name(target.name + ".tmp")
-    dnalm.save(model, tmp)
-    torch.save({"step": step, "options": json.dumps(record), "optimizer": optimizer.state_dict(),
+    dnalm.save(model, tmp, weights)
+    torch.save({"step": step, "options": json.dumps(record), "optimizer": optimizer_state,
                 "torch_rng": torch.get_rng_state()}, tmp / "trainer_state.pt")
     if target.exists():
         shutil.rmtree(target)
     tmp.rename(target)
 
 
-def _restore(run_dir: Path, record: dict, model: dnalm.DNALM, optimizer, device) -> tuple[int, list[dict]]:
+def _restore(run_dir: Path, record: dict, model: dnalm.DNALM, optimizer, device,
+             sharded: bool) -> tuple[int, list[dict]]:
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None:
         raise UsageError(f"--resume: no checkpoint under {run_dir / 'checkpoints'}")
@@ -331,8 +341,7 @@ def _restore(run_dir: Path, record: dict, model: dnalm.DNALM, optimizer, device)
     changed = [f"{k}: {saved.get(k)!r} -> {record.get(k)!r}" for k in _RESUME_INVARIANTS if saved.get(k) != record.get(k)]
     if changed:
         raise UsageError(f"--resume {run_dir}: options differ from the saved run ({'; '.join(changed)})")
-    model.load_state_dict(dnalm.load(ckpt, device=device).state_dict())
-    optimizer.load_state_dict(state["optimizer"])
+    load_full_state(model, optimizer, dnalm.load(ckpt, device=device).state_dict(), state["optimizer"], sharded)
     torch.set_rng_state(state["torch_rng"].cpu())
     metrics_path = run_dir / "metrics.parquet"
     metrics = pd.read_parquet(metrics_path).to_dict("records") if metrics_path.exists() else []

@@ -36,11 +36,12 @@ def from_preset(name: str, seed: int | None = None) -> DNALM:
     return arch.model_class(config)
 
 
-def save(model: DNALM, path: str | Path) -> Path:
-    """Write model to the directory path (created if needed) in the native format."""
+def save(model: DNALM, path: str | Path, state_dict: dict | None = None) -> Path:
+    """Write model to the directory path (created if needed) in the native format; state_dict
+    (default: the model's) supplies the weights, e.g. gathered from a sharded model."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().contiguous().cpu() for k, v in (state_dict or model.state_dict()).items()}
     tmp = path / (WEIGHTS_FILE + ".tmp")
     save_file(state, str(tmp), metadata={"format": FORMAT_NAME, "arch": model.arch})
     tmp.replace(path / WEIGHTS_FILE)

@@ -52,6 +52,9 @@ class DNALM(nn.Module):
     poolings: ClassVar[tuple[str, ...]] = POOLINGS
     # capability -> what to use instead, for the capabilities this architecture lacks
     alternatives: ClassVar[dict[str, str]] = {}
+    # the paper's pretraining peak learning rate and the batch (tokens) it was used with;
+    # `janus pretrain` scales it to its own batch (pretraining_peak_lr)
+    reference_pretraining_lr: ClassVar[tuple[float, int]] = (1e-3, 2**19)
 
     config: object  # a dataclass with name, d_model, max_seq_len, extra, to_dict() and from_dict()
 
@@ -221,6 +224,18 @@ class DNALM(nn.Module):
 
     def optimizer_groups(self, weight_decay: float) -> list[dict]:
         raise NotImplementedError
+
+    @classmethod
+    def pretraining_peak_lr(cls, batch_tokens: int) -> float:
+        """The paper's peak learning rate scaled to a batch of batch_tokens tokens by the square
+        root of the batch ratio (the usual rule for Adam), so that small CPU batches stay stable."""
+        peak, reference_tokens = cls.reference_pretraining_lr
+        return peak * (batch_tokens / reference_tokens) ** 0.5
+
+    def shard_units(self) -> list[nn.Module]:
+        """The modules FSDP shards one at a time (gathering one unit's weights at a time): the
+        residual blocks. What is left (embeddings, heads) is gathered with the whole model."""
+        return []
 
     def batch_invariant(self, enabled: bool = True) -> "DNALM":
         """Make each sequence's outputs independent of its batch mates, bit for bit; returns self."""

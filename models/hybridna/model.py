@@ -384,6 +384,7 @@ class HybriDNA(DNALM):
     is_causal = True
     default_pooling = "echo"
     poolings = ("echo", *POOLINGS)
+    reference_pretraining_lr = (1e-3, 2**19)  # HybriDNA-300M: peak 1e-3 at 0.5M tokens per batch
 
     def __init__(self, cfg: HybriDNAConfig):
         super().__init__()
@@ -466,6 +467,9 @@ class HybriDNA(DNALM):
         labels = base_labels(input_ids).flatten()
         total = F.cross_entropy(self(input_ids).flatten(0, 1), labels, ignore_index=IGNORE_INDEX, reduction="sum")
         return total, (labels != IGNORE_INDEX).sum()
+
+    def shard_units(self):
+        return list(self.layers)
 
     def optimizer_groups(self, weight_decay: float):
         """AdamW parameter groups: no decay on biases, dt_bias, A_log, D, norm weights and the embedding."""

@@ -317,6 +317,7 @@ class JanusDNA(DNALM):
     arch = "janusdna"
     prediction_context = ALL_BUT_SELF
     default_pooling = "mean"
+    reference_pretraining_lr = (8e-3, 2**20)  # the JanusDNA paper: peak 8e-3 at 2^20 tokens per batch
     alternatives = {"generation": "JanusDNA predicts each base from both sides and cannot generate left to right; "
                                   "use a causal model such as hybridna"}
 
@@ -414,6 +415,9 @@ class JanusDNA(DNALM):
                 per_expert = sum(p.numel() for p in module.experts[0].parameters())
                 idle += (len(module.experts) - module.top_k) * per_expert
         return self.num_parameters() - idle
+
+    def shard_units(self):
+        return list(self.layers)
 
     def optimizer_groups(self, weight_decay: float):
         """AdamW parameter groups: no decay on biases, norm weights, the embedding, A_log and D."""
