@@ -39,7 +39,7 @@ def tiny_hybridna_dir(tmp_path_factory):
     return dnalm.save(dnalm.architecture("hybridna").model_class(config), tmp_path_factory.mktemp("model") / "tiny-hybridna")
 
 
-@pytest.fixture(params=["janusdna", "hybridna"])
+@pytest.fixture(scope="session", params=["janusdna", "hybridna"])
 def model_dir_of_each_arch(request, tiny_model_dir, tiny_hybridna_dir):
     """The tiny model of each architecture that predicts every base (see tiny_model_dir)."""
     return {"janusdna": tiny_model_dir, "hybridna": tiny_hybridna_dir}[request.param]

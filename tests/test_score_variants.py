@@ -252,21 +252,21 @@ def test_stdout_tsv_works_with_head(tmp_path, tiny_model_dir):
     ("chr21\t100\t.\tA\tG\t.\t.\t.\n", "not a VCF or BCF file"),
     ("", "empty file"),
 ])
-def test_bad_vcf_exits_1_without_output(tmp_path, tiny_model_dir, content, message):
+def test_bad_vcf_exits_1_without_output(tmp_path, model_dir_of_each_arch, content, message):
     vcf = tmp_path / "bad.vcf"
     vcf.write_text(content)
     out = tmp_path / "scores.parquet"
-    result = janus("score-variants", vcf, "--fasta", HG38, "--model", tiny_model_dir, "-o", out)
+    result = janus("score-variants", vcf, "--fasta", HG38, "--model", model_dir_of_each_arch, "-o", out)
     assert result.exit_code == 1 and message in result.stderr and str(vcf) in result.stderr
     assert sorted(os.listdir(tmp_path)) == ["bad.vcf"]
 
 
-def test_truncated_gzip_exits_1_without_output(tmp_path, tiny_model_dir):
+def test_truncated_gzip_exits_1_without_output(tmp_path, model_dir_of_each_arch):
     data = PLATINUM.read_bytes()
     vcf = tmp_path / "cut.vcf.gz"
     vcf.write_bytes(data[:len(data) // 2])
     out = tmp_path / "scores.parquet"
-    result = janus("score-variants", vcf, "--fasta", HG38, "--model", tiny_model_dir, "-o", out)
+    result = janus("score-variants", vcf, "--fasta", HG38, "--model", model_dir_of_each_arch, "-o", out)
     assert result.exit_code == 1 and str(vcf) in result.stderr and "truncated" in result.stderr
     assert sorted(os.listdir(tmp_path)) == ["cut.vcf.gz"]
 
@@ -286,11 +286,12 @@ def test_read_only_output_directory_exits_1(read_only_dir, tiny_model_dir):
     assert list(read_only_dir.iterdir()) == []
 
 
-def test_a_variant_scores_the_same_alone_and_inside_a_batch_with_the_shipped_model(tmp_path):
+@pytest.mark.parametrize("shipped", ["janusdna-d48-chr20", "hybridna-d64-chr20"])
+def test_a_variant_scores_the_same_alone_and_inside_a_batch_with_the_shipped_model(tmp_path, shipped):
     records = [f for f in vcf_lines(PLATINUM) if "," not in f[4]][:24]
     batch_vcf = write_vcf(tmp_path / "batch.vcf", [f[1:5] for f in records])
     alone_vcf = write_vcf(tmp_path / "alone.vcf", [records[9][1:5]])
-    common = ["--fasta", HG38, "--window", 64, "--batch-size", 16, "--threads", 1]
+    common = ["--fasta", HG38, "--model", shipped, "--window", 64, "--batch-size", 16, "--threads", 1]
     for vcf, out in ((batch_vcf, tmp_path / "batch.parquet"), (alone_vcf, tmp_path / "alone.parquet")):
         result = janus("score-variants", vcf, *common, "-o", out)
         assert result.exit_code == 0, result.output
