@@ -149,3 +149,24 @@ def tokens(
     with reported_errors():
         plot_tokens(tokens_parquet, out, by=by, name_field=name_field)
     _wrote(out)
+
+
+@plot_app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  python benchmarks/generation_eval.py --generator gen/ --oracle oracle/ --real test.csv.gz --out eval/\n\n"
+        "  janus plot generated eval/scored.parquet -o generated.png"
+    ),
+)
+def generated(
+    scored: Path = typer.Argument(..., metavar="SCORED", help="Parquet with columns source, label and the score, one row per sequence (benchmarks/generation_eval.py writes it)."),
+    out: Path = typer.Option(..., "-o", "--out", help=OUT_HELP, show_default=False),
+    score: str = typer.Option("oracle_prob", "--score", help="The score column, e.g. an oracle classifier's probability of the wanted label."),
+    threshold: float = typer.Option(0.5, "--threshold", help="Draw this line and report each source's share above it."),
+):
+    """Plot an oracle's score distributions for generated vs real sequences, one panel per label."""
+    from .commands.plot import plot_generated
+
+    with reported_errors():
+        plot_generated(scored, out, score=score, threshold=threshold)
+    _wrote(out)

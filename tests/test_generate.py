@@ -3,8 +3,11 @@
 tokens (new rows random, old rows unchanged, save/load), the conditional loss, the CLI's outputs
 and errors, and a tiny fine-tune-then-generate run."""
 
+import functools
 import itertools
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -383,3 +386,22 @@ def test_finetune_generative_then_generate_each_labels_motif(tmp_path):
                        "--threads", 1, "-o", tmp_path / "nope")
     assert code == 2 and "janusdna" in err
     assert ft.FinetuneOptions(train=tmp_path, out=tmp_path, model="x").generative is False
+
+
+def test_the_diversity_measure_is_the_mean_pairwise_levenshtein_distance():
+    sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+    from generation_eval import mean_pairwise_edit_distance
+
+    def levenshtein(a, b):  # the textbook recursion, memoised
+        @functools.lru_cache(maxsize=None)
+        def d(i, j):
+            if min(i, j) == 0:
+                return max(i, j)
+            return min(d(i - 1, j) + 1, d(i, j - 1) + 1, d(i - 1, j - 1) + (a[i - 1] != b[j - 1]))
+        return d(len(a), len(b))
+
+    rng = np.random.default_rng(1)
+    sequences = ["".join(rng.choice(list("ACGT"), 12)) for _ in range(7)] + ["ACGTACGTACGT", "CGTACGTACGTA"]
+    pairs = list(itertools.combinations(sequences, 2))
+    assert mean_pairwise_edit_distance(sequences) == pytest.approx(np.mean([levenshtein(a, b) for a, b in pairs]))
+    assert levenshtein("ACGTACGTACGT", "CGTACGTACGTA") == 2  # a shift is one deletion and one insertion

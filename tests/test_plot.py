@@ -271,3 +271,16 @@ def test_embeddings_name_field_beyond_the_name(embeddings_parquet, tmp_path):
     result = plot("embeddings", embeddings_parquet, "--name-field", "5", "-o", tmp_path / "pca.png")
     assert result.exit_code == 1
     assert "field 5" in result.output
+
+
+def test_generated_png_and_a_missing_score_column(tmp_path):
+    scored = tmp_path / "scored.parquet"
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"source": ["generated, beam"] * 20 + ["real (held-out)"] * 20,
+                  "label": ["0", "1"] * 20, "oracle_prob": rng.random(40)}).to_parquet(scored)
+    out = tmp_path / "generated.png"
+    result = plot("generated", scored, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert_png(out)
+    result = plot("generated", scored, "--score", "prob_1", "-o", tmp_path / "other.png")
+    assert result.exit_code == 1 and "no column prob_1" in result.stderr and str(scored) in result.stderr

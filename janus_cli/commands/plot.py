@@ -544,3 +544,41 @@ def plot_tokens(tokens: Path, out: Path, by: str = "class", name_field: int | No
     ax.legend(title=label, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False, labelspacing=0.8)
     ax.set_title(f"Token lengths by {label}: {len(table):,} tokens, {tokens.name}", fontsize=10)
     save_figure(fig, out, fmt)
+
+
+# ---- janus plot generated ----------------------------------------------------------------------
+
+
+def plot_generated(scored: Path, out: Path, score: str = "oracle_prob", threshold: float = 0.5) -> None:
+    """An oracle's score distributions of generated and real sequences: one panel per label, one
+    histogram per source (e.g. beam search, sampling, real held-out sequences), with each
+    source's count, mean and share above the threshold."""
+    fmt = image_format(out)
+    what = "scored sequences (source, label and a score column, e.g. from benchmarks/generation_eval.py)"
+    table = read_table(scored, ["source", "label", score], what)
+    table = table[table[score].notna()]
+    if table.empty:
+        raise DataError(f"{scored}: no row has a {score}; nothing to plot")
+    labels = sorted(table["label"].astype(str).unique())
+    sources = list(dict.fromkeys(table["source"].astype(str)))
+    bins = np.linspace(min(0.0, table[score].min()), max(1.0, table[score].max()), 26)
+    fig, axes = plt.subplots(1, len(labels), figsize=(5.2 * len(labels), 4.2), sharey=True, layout="constrained",
+                             squeeze=False)
+    for ax, label in zip(axes[0], labels):
+        rows = table[table["label"].astype(str) == label]
+        for i, source in enumerate(sources):
+            values = rows.loc[rows["source"].astype(str) == source, score].to_numpy(dtype=float)
+            if not len(values):
+                continue
+            ax.hist(values, bins=bins, histtype="step", lw=1.8, color=plt.get_cmap("tab10")(i),
+                    ls="--" if source.startswith("real") else "-",
+                    label=f"{source}: n {len(values)}, mean {values.mean():.2f}, > {threshold:g}: "
+                          f"{(values > threshold).mean():.0%}")
+        ax.axvline(threshold, color="grey", lw=0.8, ls=":")
+        ax.set_title(f"label {label}", fontsize=10)
+        ax.set_xlabel(score)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
+    axes[0][0].set_ylabel("sequences")
+    fig.suptitle(f"{score} of generated and real sequences, by label ({scored.name})", fontsize=10)
+    save_figure(fig, out, fmt)
