@@ -293,7 +293,7 @@ def likelihood(
     edge: str = EDGE,
     max_n_frac: float = MAX_N_FRAC,
     tile_overlap: int = TILE_OVERLAP,
-    mutagenesis: bool = typer.Option(False, "--mutagenesis", help="Add llr_A..llr_T for every base at every position: log P(alt) - log P(ref) from the same pass for a model that predicts each base from all the others (janusdna); for a causal model (hybridna) the full-window log-likelihood ratio log p(mutated window) - log p(window), which costs three forward passes per base (default: off).", show_default=False),
+    mutagenesis: bool = typer.Option(False, "--mutagenesis", help="Add llr_A..llr_T for every base at every position: log P(alt) - log P(ref) from the same pass for a model that predicts each base from all the others (janusdna) or with the base masked (mergedna); for a causal model (hybridna) the full-window log-likelihood ratio log p(mutated window) - log p(window), which costs three forward passes per base (default: off).", show_default=False),
     track: str = typer.Option("logp_ref", "--track", help="The column a .bedgraph output holds, e.g. logp_ref, entropy, llr_A (default: logp_ref).", show_default=False),
     rc: str = RC,
     chrom_alias: Path = CHROM_ALIAS,
@@ -305,7 +305,7 @@ def likelihood(
     resume: bool = RESUME,
     quiet: bool = QUIET,
 ):
-    """Per-base log-probabilities of A, C, G, T and entropy at every position of regions or sequences (and optionally a saturation mutagenesis map). What each prediction saw depends on the architecture (janusdna: every other base of the window; hybridna: the bases to its left) and is recorded in the output's metadata (prediction_context)."""
+    """Per-base log-probabilities of A, C, G, T and entropy at every position of regions or sequences (and optionally a saturation mutagenesis map). What each prediction saw depends on the architecture (janusdna: every other base of the window; hybridna: the bases to its left; mergedna: every other base with the base itself replaced by [MASK], one forward pass per base) and is recorded in the output's metadata (prediction_context)."""
     from .commands.likelihood import LikelihoodOptions, likelihood as run_likelihood
 
     opts = LikelihoodOptions(
@@ -355,7 +355,7 @@ def score_variants(
     resume: bool = RESUME,
     quiet: bool = QUIET,
 ):
-    """Score VCF variants: llr, ref/alt log-probabilities, delta pseudo-log-likelihood and embedding shifts."""
+    """Score VCF variants: llr, ref/alt log-probabilities, delta pseudo-log-likelihood and embedding shifts. For mergedna the allele's bases are replaced by [MASK] and predicted in one pass (one pass serves an SNV's REF and ALT); delta_pll is then the pseudo-likelihood of each allele's masked span."""
     from .commands.score_variants import ScoreOptions, score_variants as run_score_variants
 
     opts = ScoreOptions(

@@ -39,6 +39,18 @@ def tiny_hybridna_dir(tmp_path_factory):
     return dnalm.save(dnalm.architecture("hybridna").model_class(config), tmp_path_factory.mktemp("model") / "tiny-hybridna")
 
 
+@pytest.fixture(scope="session")
+def tiny_mergedna_dir(tmp_path_factory):
+    """A small random MergeDNA (d_model 16, one block per stack, max_seq_len 256)."""
+    import dnalm
+
+    torch.manual_seed(1)
+    config = dnalm.architecture("mergedna").config_class(
+        d_model=16, n_heads=2, ffn_dim=32, local_encoder_layers=1, latent_encoder_layers=1, latent_decoder_layers=1,
+        local_decoder_layers=1, group_dim=8, max_seq_len=256, name="tiny-mergedna")
+    return dnalm.save(dnalm.architecture("mergedna").model_class(config), tmp_path_factory.mktemp("model") / "tiny-mergedna")
+
+
 @pytest.fixture(scope="session", params=["janusdna", "hybridna"])
 def model_dir_of_each_arch(request, tiny_model_dir, tiny_hybridna_dir):
     """The tiny model of each architecture that predicts every base (see tiny_model_dir)."""

@@ -9,11 +9,11 @@ import torch
 
 import dnalm
 from dnalm.interface import CapabilityError, IGNORE_INDEX, require
-from dnalm.tokenizer import PAD
+from dnalm.tokenizer import MASK, PAD
 from mergedna import PRESETS, MergeDNA, MergeDNAConfig, merging
 from mergedna.merging import TokenState, pool, source_matrix, unmerge
 from mergedna.model import (
-    MASK, GroupingEmbedding, amtm_loss, band_attention, band_attention_ref, full_attention, full_attention_ref,
+    GroupingEmbedding, amtm_loss, band_attention, band_attention_ref, full_attention, full_attention_ref,
     reconstruction_labels, use_reference_kernels,
 )
 
@@ -441,17 +441,22 @@ def test_sequence_embedding_is_the_mean_over_real_bases(model):
 
 def test_masked_prediction_never_sees_the_masked_base(model):
     ids = random_ids(1, 64)
-    mask = torch.zeros_like(ids, dtype=torch.bool)
-    mask[0, 30] = True
     other = ids.clone()
     other[0, 30] = 7 if ids[0, 30] != 7 else 8
+    masked, masked_other = ids.clone(), other.clone()
+    masked[0, 30] = masked_other[0, 30] = MASK
     with torch.no_grad():
-        a, b = model.masked_base_log_probs(ids, mask), model.masked_base_log_probs(other, mask)
-        plain = model.base_log_probs(ids)
+        a, b = model.masked_base_log_probs(masked), model.masked_base_log_probs(masked_other)
+        reconstruction = model.masked_base_log_probs(ids)
+        per_base = model.base_log_probs(ids)
     assert torch.equal(a, b) and a.shape == (1, 64, 4)
-    assert not torch.equal(plain, model.base_log_probs(other))  # the reconstruction does see it
-    with pytest.raises(CapabilityError, match="MASK"):
-        require(model, "per_base_prediction", "janus likelihood")
+    assert not torch.equal(reconstruction, model.masked_base_log_probs(other))  # unmasked, it sees the base
+    # base_log_probs: position t from the pass with t alone masked
+    torch.testing.assert_close(per_base[0, 30], a[0, 30], rtol=0, atol=1e-6)
+    masked_five = ids.clone()
+    masked_five[0, 5] = MASK
+    torch.testing.assert_close(per_base[0, 5], model.masked_base_log_probs(masked_five)[0, 5], rtol=0, atol=1e-6)
+    assert "per_base_prediction" in model.capabilities() and model.prediction_context == dnalm.MASKED
 
 
 def test_local_decoder_tells_apart_the_bases_of_one_token(model):
@@ -499,7 +504,7 @@ def test_save_load_round_trip_and_registry(tmp_path, model):
     assert MergeDNAConfig.from_dict(PRESETS["mergedna-380m"].to_dict()) == PRESETS["mergedna-380m"]
     with pytest.raises(ValueError):
         MergeDNAConfig(compression_ratio=0.7)
-    assert MergeDNA.capabilities() == {"tokenization"}
+    assert MergeDNA.capabilities() == {"tokenization", "per_base_prediction"}
 
 
 def test_validation_loss_counts_real_bases(model):

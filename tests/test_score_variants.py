@@ -14,6 +14,7 @@ import torch
 from typer.testing import CliRunner
 
 import janusdna
+from dnalm.tokenizer import MASK
 from conftest import DATA, EXAMPLES, HG38
 from janus_cli.io.fasta import Reference
 from janus_cli.main import app
@@ -119,6 +120,47 @@ def test_a_causal_models_llr_is_the_full_window_log_likelihood_ratio(tmp_path, t
         echo = [model.sequence_embedding(janusdna.encode(w)[None], "echo")[0] for w in (ref_window, alt_window)]
     assert row["emb_l2"] == pytest.approx(float((echo[0] - echo[1]).norm()), rel=1e-4)
     assert pq.read_schema(tmp_path / "scores.parquet").metadata[b"embedding_pooling"] == b"echo"
+
+
+@pytest.mark.parametrize("kind", ["snv", "deletion"])
+def test_a_masked_models_scores_mask_the_alleles_bases(tmp_path, tiny_mergedna_dir, kind):
+    """MergeDNA: llr from one pass over the REF window with REF's bases masked (an SNV's masked REF
+    and ALT windows are the same, so delta_pll = llr); delta_pll the masked span's pseudo-likelihood
+    of each allele; embedding shifts from the unmasked windows."""
+    chrom, pos, vid, ref, alt = first_record(kind)[:5]
+    pos0 = int(pos) - 1
+    vcf = write_vcf(tmp_path / "one.vcf", [(pos, vid, ref, alt)])
+    table, result = score(tmp_path, tiny_mergedna_dir, vcf, "--rc", "none")
+    assert result.exit_code == 0, result.output
+    row = table.iloc[0]
+    flank = fetch(chrom, pos0 - WINDOW // 2, pos0)
+    ref_window = (flank + fetch(chrom, pos0, pos0 + WINDOW))[:WINDOW]
+    alt_window = (flank + alt + fetch(chrom, pos0 + len(ref), pos0 + len(ref) + WINDOW))[:WINDOW]
+    model = janusdna.load(tiny_mergedna_dir).batch_invariant()
+
+    def masked_logp(window, allele):
+        ids = janusdna.encode(window)[None].clone()
+        ids[0, len(flank):len(flank) + len(allele)] = MASK
+        with torch.inference_mode():
+            logp = model.masked_base_log_probs(ids)[0]
+        return sum(float(logp[len(flank) + k, "ACGT".index(base)]) for k, base in enumerate(allele))
+
+    ref_span, alt_span = masked_logp(ref_window, ref), masked_logp(alt_window, alt)
+    assert row["delta_pll"] == pytest.approx(alt_span - ref_span, abs=1e-4)
+    if kind == "snv":
+        ids = janusdna.encode(ref_window)[None].clone()
+        ids[0, len(flank)] = MASK
+        with torch.inference_mode():
+            logp = model.masked_base_log_probs(ids)[0, len(flank)]
+        assert row["ref_logp"] == pytest.approx(float(logp["ACGT".index(ref)]), abs=1e-4)
+        assert row["alt_logp"] == pytest.approx(float(logp["ACGT".index(alt)]), abs=1e-4)
+        assert row["llr"] == pytest.approx(row["delta_pll"], abs=1e-5)
+    else:
+        assert np.isnan(row["llr"])
+    with torch.inference_mode():
+        pooled = [model.sequence_embedding(janusdna.encode(w)[None])[0] for w in (ref_window, alt_window)]
+    assert row["emb_l2"] == pytest.approx(float((pooled[0] - pooled[1]).norm()), rel=1e-4)
+    assert b"[MASK]" in pq.read_schema(tmp_path / "scores.parquet").metadata[b"llr"]
 
 
 def test_deletion_windows_are_anchored_and_of_equal_length(tmp_path, tiny_model_dir):

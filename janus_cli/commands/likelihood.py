@@ -1,8 +1,8 @@
 """`janus likelihood`: the model's per-base distribution over A, C, G, T at every position of
-genomic regions or sequences, in one forward pass (no masking). What each prediction saw is the
-architecture's (JanusDNA: every other base of the window; a causal model: the bases to its left);
-the output's metadata says which (prediction_context). Architectures whose per-base output sees
-the base itself are refused.
+genomic regions or sequences. What each prediction saw is the architecture's, and the output's
+metadata says which (prediction_context): JanusDNA, every other base of the window, in one
+forward pass; a causal model (HybriDNA), the bases to its left, in one pass; a masked model
+(MergeDNA), every other base with the base itself replaced by [MASK], one pass per base.
 
 Each record's window (the region, or --window bp centred on it; N beyond a contig end with
 --edge pad) is tiled when longer than the model's max_seq_len, and every position takes its

@@ -18,6 +18,12 @@ Scores (natural log; --scores picks some):
 For a causal model (HybriDNA) llr is the full-window log-likelihood ratio log p(ALT window) -
 log p(REF window), for SNVs and indels alike (it then equals delta_pll), and ref_logp, alt_logp
 are the two windows' log-likelihoods.
+For a masked model (MergeDNA) the allele's bases are replaced by [MASK] and predicted from the
+rest of the window in one pass: llr, ref_logp and alt_logp come from the REF window with REF's
+bases masked (for an SNV the masked REF and ALT windows are the same, so one pass serves both);
+delta_pll is the pseudo-likelihood of the masked span of each allele, the summed log P of ALT's
+bases in the ALT window with them masked minus the same for REF's bases in the REF window; the
+embedding scores and a head use the unmasked windows.
 llr, ref_logp, alt_logp and delta_pll need a model that predicts each base without seeing it
 (JanusDNA: from both sides; a causal model: from the left, so delta_pll is then an exact
 log-likelihood difference); the embedding scores work with every architecture.
@@ -46,14 +52,15 @@ import pyarrow as pa
 import torch
 
 import dnalm
+from dnalm.tokenizer import MASK
 
 from ..io import intervals, windows
 from ..io.chroms import ChromMatcher, read_alias_table
 from ..errors import DataError, UsageError
 from ..io.fasta import Reference
 from ..engine.embedding import POSITIONAL_POOLINGS
-from ..engine.inference import (DTYPES, HIDDEN_AND_LOG_PROBS, InferenceOptions, WindowRunner, window_embeddings,
-                        check_inference_options, provenance)
+from ..engine.inference import (DTYPES, HIDDEN_AND_LOG_PROBS, MASKED_BASE_LOG_PROBS, InferenceOptions, WindowRunner,
+                                window_embeddings, check_inference_options, provenance)
 from ..io.reference_config import resolve_fasta
 from ..engine.regions import encode_reference_text
 from ..engine.runtime import log, resolve_device, set_threads
@@ -70,9 +77,12 @@ SCORE_DESCRIPTIONS = {
     "emb_l2": "Euclidean distance between mean-pooled REF and ALT window embeddings",
 }
 NEEDS_ALT_WINDOW = {"delta_pll", "emb_cosine", "emb_l2"}
-LLR_TEXT = {  # by whether the model is causal
-    False: "log P(ALT) - log P(REF) at the variant's bases, from the reference window",
-    True: "full-window log-likelihood ratio: log p(ALT window) - log p(REF window) (= delta_pll), SNVs and indels",
+LLR_TEXT = {  # by prediction context
+    dnalm.ALL_BUT_SELF: "log P(ALT) - log P(REF) at the variant's bases, from the reference window",
+    dnalm.LEFT: "full-window log-likelihood ratio: log p(ALT window) - log p(REF window) (= delta_pll), SNVs and indels",
+    dnalm.MASKED: "log P(ALT) - log P(REF) at the variant's bases, from one pass over the reference window with "
+                  "REF's bases replaced by [MASK]; delta_pll: the masked span's pseudo-likelihood, ALT window "
+                  "(ALT's bases masked) minus REF window (REF's bases masked)",
 }
 NEEDS_PER_BASE_PREDICTION = ("llr", "ref_logp", "alt_logp", "delta_pll")
 CHECK_REF_MODES = ("skip", "warn", "error")
@@ -126,6 +136,7 @@ class ScoreRun:
     head: FinetunedHead | None
     schema: pa.Schema
     full_window: bool  # a causal model: llr is the full-window log-likelihood ratio
+    masked: bool  # a masked model: per-base scores from windows with the allele's bases masked
     embedding_pooling: str  # the model's default pooling, for emb_cosine and emb_l2
     # runners for poolings the model computes from a whole window (not from hidden states)
     window_embedders: dict[str, WindowRunner] = field(default_factory=dict)
@@ -149,13 +160,14 @@ def score_variants(opts: ScoreOptions, argv: list[str]) -> Counter:
     window = opts.window or min(DEFAULT_WINDOW, model.max_seq_len)
     if window > model.max_seq_len:
         raise UsageError(f"--window {window}: longer than the model's max_seq_len {model.max_seq_len}")
+    masked = model.prediction_context == dnalm.MASKED
     runner = WindowRunner(model, device, rc=opts.rc, batch_size=opts.batch_size, dtype=DTYPES[opts.dtype],
-                          output=HIDDEN_AND_LOG_PROBS)
+                          output=MASKED_BASE_LOG_PROBS if masked else HIDDEN_AND_LOG_PROBS)
     poolings = ({model.default_pooling} if {"emb_cosine", "emb_l2"} & set(opts.scores) else set()) | (
         {head.pooling} if head else set())
     window_embedders = {pooling: WindowRunner(model, device, rc=opts.rc, batch_size=opts.batch_size,
                                               dtype=DTYPES[opts.dtype], output=window_embeddings(pooling))
-                        for pooling in poolings - set(POSITIONAL_POOLINGS)}
+                        for pooling in (poolings if masked else poolings - set(POSITIONAL_POOLINGS))}
     aliases = read_alias_table(opts.chrom_alias) if opts.chrom_alias else {}
     scores = [s for s in SCORES if s in opts.scores]
     schema = output_schema(scores, head, opts.rc == "both")
@@ -164,10 +176,11 @@ def score_variants(opts: ScoreOptions, argv: list[str]) -> Counter:
     with Reference(resolve_fasta(opts.fasta)) as reference:
         matcher = ChromMatcher(reference.lengths, aliases)
         metadata = provenance(opts, model_ref, model, reference.path, argv, window=window, scores=",".join(scores),
-                              check_ref=opts.check_ref, llr=LLR_TEXT[model.prediction_context == dnalm.LEFT],
+                              check_ref=opts.check_ref, llr=LLR_TEXT[model.prediction_context],
                               embedding_pooling=model.default_pooling)
         run = ScoreRun(opts, reference, matcher, runner, window, head, schema,
-                       full_window=model.prediction_context == dnalm.LEFT, embedding_pooling=model.default_pooling,
+                       full_window=model.prediction_context == dnalm.LEFT, masked=masked,
+                       embedding_pooling=model.default_pooling,
                        window_embedders=window_embedders)
         chunks = (Chunk(group, len(group), len(group) * window)
                   for group in checked_chunks(read_variants(opts.vcf, region), matcher, opts.vcf))
@@ -278,7 +291,13 @@ def score_chunk(group: list[Variant], run: ScoreRun) -> pa.Table:
     texts = [placed[i].ref_text for i in order] + ([placed[i].alt_text for i in order] if need_alt else [])
     where = f"{run.reference.path}: windows of the variants in {opts.vcf}"
     encoded = [encode_reference_text(text, where) for text in texts]
-    per_base = run.runner.run(encoded)
+    if run.masked:
+        alleles = [group[i].ref for i in order] + ([group[i].alt for i in order] if need_alt else [])
+        offsets = [placed[i].offset for i in order] * (2 if need_alt else 1)
+        per_base = run.runner.run([with_span_masked(ids, offset, len(allele))
+                                   for ids, offset, allele in zip(encoded, offsets, alleles)])
+    else:
+        per_base = run.runner.run(encoded)
     window_vectors = {pooling: embedder.run(encoded) for pooling, embedder in run.window_embedders.items()}
     position_of = {i: position for position, i in enumerate(order)}
 
@@ -346,6 +365,13 @@ def _warn_ref(variant: Variant, actual: str, run: ScoreRun):
 BASE_INDEX = {base: i for i, base in enumerate("ACGT")}
 
 
+def with_span_masked(ids: torch.Tensor, start: int, length: int) -> torch.Tensor:
+    """A copy of a window's ids with [start, start + length) replaced by [MASK]."""
+    masked = ids.clone()
+    masked[start:start + length] = MASK
+    return masked
+
+
 def _strand(outputs, kind, which: str) -> torch.Tensor | None:
     if outputs is None:
         return None
@@ -369,8 +395,13 @@ def variant_scores(variant: Variant, placed: Windows, ref_out: torch.Tensor, alt
         alt_sum = sum(float(ref_logp[p, BASE_INDEX[placed.alt_text[p]]]) for p in positions)
         scores.update(llr=alt_sum - ref_sum, ref_logp=ref_sum, alt_logp=alt_sum)
     if alt_out is not None:
-        scores["delta_pll"] = sequence_log_likelihood(alt_logp, placed.alt_text) - \
-            sequence_log_likelihood(ref_logp, placed.ref_text)
+        if run.masked:
+            ref_span, alt_span = (slice(placed.offset, placed.offset + len(allele)) for allele in (variant.ref, variant.alt))
+            scores["delta_pll"] = sequence_log_likelihood(alt_logp[alt_span], placed.alt_text[alt_span]) - \
+                sequence_log_likelihood(ref_logp[ref_span], placed.ref_text[ref_span])
+        else:
+            scores["delta_pll"] = sequence_log_likelihood(alt_logp, placed.alt_text) - \
+                sequence_log_likelihood(ref_logp, placed.ref_text)
         if {"emb_cosine", "emb_l2"} & set(wanted):
             ref_pooled, alt_pooled = pooled(run.embedding_pooling)
             scores["emb_cosine"] = float(torch.nn.functional.cosine_similarity(ref_pooled, alt_pooled, dim=0))

@@ -71,6 +71,13 @@ BASE_LOG_PROBS = OutputKind(
     to_forward_strand=lambda out: out.flip(1).flip(-1),
     combine=_log_mean_prob,
 )
+# a masked model's base log-probabilities from one pass over windows that hold [MASK] tokens
+MASKED_BASE_LOG_PROBS = OutputKind(
+    "masked_base_log_probs",
+    compute=lambda model, ids: model.masked_base_log_probs(ids),
+    to_forward_strand=BASE_LOG_PROBS.to_forward_strand,
+    combine=_log_mean_prob,
+)
 # base log-probabilities [.., 4], then the full-window substitution log-ratios [.., 4] of a
 # causal model (A, C, G, T each); a ratio's strands are combined by their mean
 BASE_LOG_PROBS_AND_SUBSTITUTIONS = OutputKind(

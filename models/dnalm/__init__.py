@@ -24,7 +24,7 @@ from .checkpoint import (
 from .heads import Finetuned, SequenceClassifier, Task, is_finetuned, load_finetuned, save_finetuned
 from .interface import (
     ALL_BUT_SELF,
-    INCLUDING_SELF,
+    MASKED,
     LEFT,
     POOLINGS,
     PREDICTION_CONTEXT_TEXT,
@@ -37,7 +37,7 @@ from .registry import architecture, architectures
 from .tokenizer import decode, encode, reverse_complement
 
 __all__ = [
-    "__version__", "DEFAULT_MODEL", "ALL_BUT_SELF", "INCLUDING_SELF", "LEFT", "POOLINGS", "PREDICTION_CONTEXT_TEXT",
+    "__version__", "DEFAULT_MODEL", "ALL_BUT_SELF", "LEFT", "MASKED", "POOLINGS", "PREDICTION_CONTEXT_TEXT",
     "DNALM", "CapabilityError", "CheckpointError", "Finetuned", "SequenceClassifier", "Task", "architecture",
     "architectures", "decode", "encode", "from_preset", "is_finetuned", "is_model_reference", "list_models", "load",
     "load_finetuned", "load_or_preset", "pool", "require", "resolve_model_path", "reverse_complement", "save",

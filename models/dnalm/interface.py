@@ -18,12 +18,12 @@ from .tokenizer import BASE_IDS, N
 # What the per-base prediction at position t has seen (DNALM.prediction_context).
 ALL_BUT_SELF = "all_but_self"  # every other base of the window, never base t (JanusDNA)
 LEFT = "left"  # the bases before t (a causal language model)
-INCLUDING_SELF = "including_self"  # the whole window, base t included (an autoencoder's reconstruction)
+MASKED = "masked"  # every other base of the window, base t replaced by [MASK] (a masked autoencoder)
 
 PREDICTION_CONTEXT_TEXT = {
     ALL_BUT_SELF: "every other base of the window (never the base itself)",
     LEFT: "the bases to its left only",
-    INCLUDING_SELF: "the whole window including the base itself",
+    MASKED: "every other base of the window, the base itself replaced by [MASK] (one pass per base)",
 }
 
 # capability -> what a model needs to have it
@@ -63,7 +63,7 @@ class DNALM(nn.Module):
     @classmethod
     def capabilities(cls) -> frozenset[str]:
         found = set()
-        if cls.prediction_context in (ALL_BUT_SELF, LEFT):
+        if cls.prediction_context in (ALL_BUT_SELF, LEFT, MASKED):
             found.add("per_base_prediction")
         if getattr(cls, "is_causal", False):
             found.add("generation")
@@ -117,6 +117,12 @@ class DNALM(nn.Module):
     def hidden_and_base_log_probs(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(hidden_states, base_log_probs) from one pass where the architecture allows it."""
         return self.hidden_states(input_ids), torch.log_softmax(self(input_ids)[..., list(BASE_IDS)], dim=-1)
+
+    def masked_base_log_probs(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """A masked model's (prediction_context MASKED) log P(A, C, G, T) [B, L, 4] from one pass
+        over input_ids as given: where input_ids hold [MASK] the prediction never saw the base.
+        Masking a whole span in one pass scores it (score-variants' alleles)."""
+        raise NotImplementedError(f"{self.arch} models do not predict masked bases")
 
     def substitution_log_ratios(self, input_ids: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
         """[B, L, 4]: for a causal model (prediction_context LEFT), the full-window log-likelihood

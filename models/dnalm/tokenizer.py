@@ -19,6 +19,7 @@ PADDED_VOCAB_SIZE = 16
 
 A, C, G, T, N = 7, 8, 9, 10, 11
 PAD = 4
+MASK = 3
 BASE_IDS = (A, C, G, T)  # the four ids whose probabilities make a base distribution
 
 IUPAC_AMBIGUITY = "RYSWKMBDHVN"

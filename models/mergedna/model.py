@@ -28,8 +28,10 @@ Everywhere else (forward, embeddings, tokenize, validation) the ratio is fixed,
 config.compression_ratio (0.5) unless a call passes another, and the Latent Encoder never merges.
 
 What the commands get:
-- forward / base_log_probs: the reconstruction, which sees the base it predicts
-  (prediction_context INCLUDING_SELF); masked_base_log_probs predicts bases hidden under [MASK];
+- forward: the reconstruction, which sees the base it predicts; masked_base_log_probs: one pass
+  over a window holding [MASK] tokens, predicting the bases under them (AMTM-style, no latent
+  merging); base_log_probs: each base predicted with that base alone masked, one pass per base
+  (prediction_context MASKED), what likelihood and score-variants use;
 - hidden_states: each base gets its token's Latent Encoder output (unmerge of Z'_L), the decoders
   are dropped; sequence_embedding "mean" is the size-weighted mean of the Latent Encoder's real
   tokens, which equals the mean of hidden_states over the real bases;
@@ -69,14 +71,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dnalm.interface import DNALM, IGNORE_INDEX, INCLUDING_SELF, pool as pool_states
+from dnalm.interface import DNALM, IGNORE_INDEX, MASKED, pool as pool_states
 from dnalm.layers import CausalSelfAttention, RMSNorm, SwiGLU, swapped_kernels
-from dnalm.tokenizer import BASE_IDS, PAD, PADDED_VOCAB_SIZE
+from dnalm.tokenizer import BASE_IDS, MASK, PAD, PADDED_VOCAB_SIZE
 
 from . import merging
 from .merging import LatentState, TokenState, unmerge
-
-MASK = 3  # the shared vocabulary's [MASK]
 
 
 # --- attention kernels ---------------------------------------------------------------------------
@@ -427,15 +427,12 @@ def reconstruction_labels(input_ids):
 
 class MergeDNA(DNALM):
     arch = "mergedna"
-    prediction_context = INCLUDING_SELF
+    prediction_context = MASKED
     default_pooling = "mean"
     # the spec's CPU-scale recipe (peak 1e-3 at 16 x 256 bp); the paper's 1e-4 at 256 x 4,096 bp
     # is for the 380M model and, scaled down to small batches, would barely move a small one
     reference_pretraining_lr = (1e-3, 16 * 256)
     alternatives = {
-        "per_base_prediction": "MergeDNA reconstructs the bases it is shown; predict a base by masking it "
-                               "(or its token) with [MASK] and reading the reconstruction there "
-                               "(MergeDNA.masked_base_log_probs)",
         "generation": "MergeDNA is a bidirectional autoencoder and cannot generate left to right; "
                       "use a causal model such as hybridna",
     }
@@ -488,18 +485,25 @@ class MergeDNA(DNALM):
         return unmerge(z_latent, tokens.token_map)
 
     def hidden_and_base_log_probs(self, input_ids, ratio: float | None = None):
-        def both(ids):
-            z, tokens = self.encode(ids, ratio)
-            return self._hidden(z, tokens), torch.log_softmax(self.decode(z, tokens)[..., list(BASE_IDS)], -1)
+        return self.hidden_states(input_ids, ratio), self.base_log_probs(input_ids, ratio)
 
-        return self._each_row(both, input_ids)
-
-    def masked_base_log_probs(self, input_ids, mask, ratio: float | None = None):
-        """log P(A, C, G, T) [B, N, 4] with the bases where mask [B, N] is True replaced by [MASK]
-        before the pass; at those positions the prediction never saw the base."""
-        masked = input_ids.masked_fill(mask, MASK)
+    def masked_base_log_probs(self, input_ids, ratio: float | None = None):
+        """log P(A, C, G, T) [B, N, 4] from one reconstruction pass over input_ids as given; where
+        they hold [MASK] the prediction never saw the base."""
         return self._each_row(lambda ids: torch.log_softmax(self.decode(*self.encode(ids, ratio))[..., list(BASE_IDS)], -1),
-                              masked)
+                              input_ids)
+
+    def base_log_probs(self, input_ids, ratio: float | None = None, batch_size: int = 64):
+        """[B, N, 4]: base t's distribution from a pass over the window with base t alone replaced
+        by [MASK], one pass per base (batch_size at a time); [PAD] positions get the unmasked pass's."""
+        out = self.masked_base_log_probs(input_ids, ratio)
+        for row, ids in enumerate(input_ids):
+            positions = (ids != PAD).nonzero()[:, 0]
+            for chunk in positions.split(batch_size):
+                copies = ids.repeat(len(chunk), 1)
+                copies[torch.arange(len(chunk)), chunk] = MASK
+                out[row, chunk] = self.masked_base_log_probs(copies, ratio)[torch.arange(len(chunk)), chunk]
+        return out
 
     def sequence_embedding(self, input_ids, pooling: str | None = None, ratio: float | None = None):
         """[B, d]. "mean" (the default): the size-weighted mean of the Latent Encoder's real tokens,
