@@ -165,11 +165,13 @@ def finetune(
     regression: bool = typer.Option(False, "--regression", help="Numeric labels: one output trained with MSE."),
     generative: bool = typer.Option(False, "--generative", help="Label-conditioned generation instead of a head, for a causal model (hybridna): each label becomes prompt tokens (one per position and character, new embedding rows) and the model learns to generate its sequences; the loss covers the bases only, --val keeps the epoch with the best next-base accuracy; the output is a model for janus generate --label (default: off)."),
     freeze_backbone: bool = typer.Option(False, "--freeze-backbone", help="Train only the linear head (a linear probe)."),
+    lora_rank: int = typer.Option(None, "--lora-rank", show_default=False, help="Train low-rank adapters (LoRA) of this rank instead of the whole backbone, plus the head; the saved backbone has them merged in. Targets: every linear layer of the residual blocks (janusdna, hybridna); the attention projections of the Local and Latent Encoder (mergedna) (default: off, the whole backbone trains)."),
+    lora_alpha: float = typer.Option(None, "--lora-alpha", show_default=False, help="LoRA scale numerator: adapters add (alpha / rank) B A (default: 2 x --lora-rank)."),
     pooling: str = typer.Option(None, "--pooling", show_default=False,
                                 help="How the backbone's states are pooled for the head: one of the architecture's poolings, e.g. mean, max, center, last, and echo for hybridna (default: the architecture's own: mean for janusdna and mergedna, echo for hybridna)."),
     epochs: int = typer.Option(10, help="Passes over the training data."),
     batch_size: int = typer.Option(32, help="Sequences per step (all of one length)."),
-    lr: float = typer.Option(None, help="Peak learning rate, after linear warm-up, before cosine decay (default: 5e-4, or 2e-3 with --freeze-backbone)."),
+    lr: float = typer.Option(None, help="Peak learning rate, after linear warm-up, before cosine decay (default: 5e-4; 1e-3 with --lora-rank; 2e-3 with --freeze-backbone)."),
     patience: int = typer.Option(3, help="With --val, stop after this many epochs without improvement."),
     max_steps: int = typer.Option(None, help="Stop after this many steps, for quick runs (default: no limit)."),
     seed: int = typer.Option(0, help="Seed for the head (and a preset's) initialisation, shuffling and augmentation."),
@@ -182,7 +184,8 @@ def finetune(
 
     opts = FinetuneOptions(
         train=train, out=out, model=model, val=val, test=test, seq_col=seq_col, label_col=label_col, fasta=fasta,
-        regression=regression, generative=generative, freeze_backbone=freeze_backbone, pooling=pooling, epochs=epochs, batch_size=batch_size, lr=lr,
+        regression=regression, generative=generative, freeze_backbone=freeze_backbone, lora_rank=lora_rank,
+        lora_alpha=lora_alpha, pooling=pooling, epochs=epochs, batch_size=batch_size, lr=lr,
         patience=patience, max_steps=max_steps, seed=seed, device=device, threads=threads, quiet=quiet,
     )
     with reported_errors():

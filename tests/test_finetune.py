@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import dnalm
+from dnalm import lora
 import janusdna
 from conftest import DATA
 from janus_cli.commands import finetune as ft
@@ -273,3 +274,47 @@ def test_a_hybridna_backbone_finetunes_with_its_poolings_and_predicts(tmp_path, 
     with pytest.raises(UsageError, match="--pooling: pooling 'center-ish': a hybridna model pools by echo, mean"):
         ft.finetune(ft.FinetuneOptions(train=GUE / "dev.csv", out=tmp_path / "bad", model=str(tiny_hybridna_dir),
                                        pooling="center-ish", max_steps=1, threads=1, quiet=True))
+
+
+@pytest.fixture(params=["janusdna", "hybridna", "mergedna"])
+def model_dir_of_every_arch(request, tiny_model_dir, tiny_hybridna_dir, tiny_mergedna_dir):
+    return {"janusdna": tiny_model_dir, "hybridna": tiny_hybridna_dir, "mergedna": tiny_mergedna_dir}[request.param]
+
+
+def test_lora_merged_weights_compute_what_the_adapted_model_computes(model_dir_of_every_arch):
+    model = dnalm.load(model_dir_of_every_arch).eval()
+    targets = model.lora_targets()
+    assert targets and all(isinstance(model.get_submodule(name), torch.nn.Linear) for name in targets)
+    lora.add_lora(model, rank=4, alpha=8.0, targets=targets)
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == \
+        {f"{name}.lora_{ab}" for name in targets for ab in "ab"}
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in lora.lora_parameters(model):
+            p.normal_(std=0.2)  # B starts at zero; give it a real update to fold in
+    ids = janusdna.encode("ACGTTGCAAGGCTTACGATCGATCGGATTACAGATTACCAGTGGTACCATG")[None]
+    with torch.inference_mode():
+        adapted = model.hidden_states(ids)
+        lora.merge_lora(model)
+        merged = model.hidden_states(ids)
+        plain = dnalm.load(model_dir_of_every_arch).eval().hidden_states(ids)
+    assert not any(isinstance(m, lora.LoRALinear) for m in model.modules())
+    torch.testing.assert_close(merged, adapted, rtol=1e-5, atol=1e-5)
+    assert (adapted - plain).abs().max() > 1e-3  # the adapters did change the model
+
+
+def test_lora_finetuning_changes_only_the_target_layers(tiny_model, tmp_path):
+    out = tmp_path / "lora"
+    metrics = ft.finetune(ft.FinetuneOptions(train=GUE / "train.csv", out=out, model=str(tiny_model), lora_rank=2,
+                                             max_steps=5, lr=1e-2, threads=1, quiet=True))
+    assert metrics["steps"] == 5
+    before, after = janusdna.load(tiny_model).state_dict(), janusdna.load(out).state_dict()
+    assert before.keys() == after.keys()  # merged back into a plain model
+    targets = {f"{name}.weight" for name in janusdna.load(tiny_model).lora_targets()}
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and changed <= targets
+    meta = json.loads((out / "head.json").read_text())["finetune"]
+    assert meta["lora_rank"] == 2 and meta["lora_alpha"] == 4.0
+    with pytest.raises(UsageError, match="--freeze-backbone"):
+        ft.finetune(ft.FinetuneOptions(train=GUE / "train.csv", out=tmp_path / "both", model=str(tiny_model),
+                                       lora_rank=2, freeze_backbone=True, max_steps=1, threads=1, quiet=True))

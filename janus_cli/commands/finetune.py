@@ -43,7 +43,7 @@ import pandas as pd
 import torch
 
 import dnalm
-from dnalm import SequenceClassifier, Task, prompts, reverse_complement
+from dnalm import SequenceClassifier, Task, lora, prompts, reverse_complement
 from dnalm.heads import softmax
 
 from ..engine.runtime import autocast_context, log, resolve_device, set_threads
@@ -305,10 +305,12 @@ class FinetuneOptions:
     regression: bool = False
     generative: bool = False  # label-conditioned generation instead of a head (finetune_generative)
     freeze_backbone: bool = False
+    lora_rank: int | None = None  # LoRA adapters on the backbone's lora_targets instead of training it all
+    lora_alpha: float | None = None  # None: 2 x lora_rank
     pooling: str | None = None  # None: the architecture's default pooling
     epochs: int = 10
     batch_size: int = 32
-    lr: float | None = None  # None: 5e-4 for a full finetune, 2e-3 for a linear probe
+    lr: float | None = None  # None: default_lr
     weight_decay: float = 0.01
     warmup_frac: float = 0.1
     grad_clip: float = 1.0
@@ -320,8 +322,9 @@ class FinetuneOptions:
     quiet: bool = False
 
 
-def default_lr(freeze_backbone: bool) -> float:
-    return 2e-3 if freeze_backbone else 5e-4
+def default_lr(opts: FinetuneOptions) -> float:
+    """A linear probe 2e-3, LoRA adapters 1e-3, the whole model 5e-4."""
+    return 2e-3 if opts.freeze_backbone else 1e-3 if opts.lora_rank else 5e-4
 
 
 def selection_score(task: Task, metrics: dict[str, float]) -> float:
@@ -343,11 +346,33 @@ def build_model(opts: FinetuneOptions, task: Task, device: torch.device) -> tupl
     torch.nn.init.zeros_(model.head.weight)
     torch.nn.init.zeros_(model.head.bias)
     backbone.requires_grad_(not opts.freeze_backbone)
+    if opts.lora_rank:
+        torch.manual_seed(opts.seed)
+        lora.add_lora(backbone, opts.lora_rank, lora_alpha(opts), backbone.lora_targets())
     return model.to(device), provenance
 
 
+def lora_alpha(opts: FinetuneOptions) -> float:
+    return opts.lora_alpha if opts.lora_alpha is not None else 2.0 * opts.lora_rank
+
+
+def backbone_training(opts: FinetuneOptions, backbone) -> str:
+    if opts.freeze_backbone:
+        return "frozen"
+    if opts.lora_rank:
+        adapters = sum(p.numel() for p in lora.lora_parameters(backbone))
+        return (f"LoRA rank {opts.lora_rank}, alpha {lora_alpha(opts):g} on {len(backbone.lora_targets())} layers, "
+                f"{adapters:,} adapter parameters")
+    return "trained"
+
+
 def make_optimizer(model: SequenceClassifier, opts: FinetuneOptions, lr: float) -> torch.optim.AdamW:
-    groups = [] if opts.freeze_backbone else model.backbone.optimizer_groups(opts.weight_decay)
+    if opts.freeze_backbone:
+        groups = []
+    elif opts.lora_rank:
+        groups = [{"params": lora.lora_parameters(model.backbone), "weight_decay": opts.weight_decay}]
+    else:
+        groups = model.backbone.optimizer_groups(opts.weight_decay)
     groups += [{"params": [model.head.weight], "weight_decay": opts.weight_decay},
                {"params": [model.head.bias], "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=lr)
@@ -368,6 +393,10 @@ def finetune(opts: FinetuneOptions) -> dict:
     out = Path(opts.out)
     if (out / "config.json").exists():
         raise UsageError(f"{out} already holds a model; choose a new -o")
+    if opts.lora_rank is not None and opts.lora_rank < 1:
+        raise UsageError("--lora-rank must be at least 1")
+    if opts.lora_rank and opts.freeze_backbone:
+        raise UsageError("--lora-rank adapts the backbone and --freeze-backbone freezes it; give one of them")
     if opts.generative:
         return finetune_generative(opts)
     set_threads(opts.threads)
@@ -382,14 +411,14 @@ def finetune(opts: FinetuneOptions) -> dict:
     held_out_targets = {split: task_targets(task, examples) for split, examples in held_out.items()}
 
     model, provenance = build_model(opts, task, device)
-    peak_lr = opts.lr if opts.lr is not None else default_lr(opts.freeze_backbone)
+    peak_lr = opts.lr if opts.lr is not None else default_lr(opts)
     optimizer = make_optimizer(model, opts, peak_lr)
     rng = np.random.default_rng(opts.seed)
     train_lengths = train.lengths
     total_steps = opts.epochs * len(length_batches(train_lengths, opts.batch_size))
     total_steps = min(total_steps, opts.max_steps or total_steps)
     say(f"finetune: {len(train)} training sequences, {task.kind} ({task.n_outputs} outputs), "
-        f"backbone {provenance['name']} ({provenance['source']}, {'frozen' if opts.freeze_backbone else 'trained'}), "
+        f"backbone {provenance['name']} ({provenance['source']}, {backbone_training(opts, model.backbone)}), "
         f"{total_steps} steps, peak lr {peak_lr:.1e}")
 
     def step_loss(batch):
@@ -421,6 +450,9 @@ def finetune(opts: FinetuneOptions) -> dict:
     metrics["wall_s"] = time.perf_counter() - run_start
 
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()}
+    if opts.lora_rank:
+        lora.merge_lora(model.backbone)  # the saved backbone is a plain model with the adapters folded in
+        options["lora_alpha"] = lora_alpha(opts)
     dnalm.save_finetuned(model, task, out, strands="outputs averaged over the sequence and its reverse complement",
                          backbone=provenance, finetune={**options, "lr": peak_lr})
     (out / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2) + "\n")
@@ -538,7 +570,7 @@ def finetune_generative(opts: FinetuneOptions) -> dict:
     keep the epoch with the best validation next-base accuracy, write the model directory opts.out
     (a model `janus generate --label` takes) and return its metrics (also in metrics.json)."""
     for flag, given in (("--regression", opts.regression), ("--freeze-backbone", opts.freeze_backbone),
-                        ("--pooling", getattr(opts, "pooling", None))):
+                        ("--pooling", opts.pooling), ("--lora-rank", opts.lora_rank)):
         if given:
             raise UsageError(f"{flag} does not apply to --generative (the whole model learns to generate)")
     out = Path(opts.out)
@@ -567,7 +599,7 @@ def finetune_generative(opts: FinetuneOptions) -> dict:
     held_out = {split: read(path) for split, path in (("val", opts.val), ("test", opts.test)) if path}
     held_out_prompts = {split: label_prompts(model, examples) for split, examples in held_out.items()}
 
-    peak_lr = opts.lr if opts.lr is not None else default_lr(False)
+    peak_lr = opts.lr if opts.lr is not None else default_lr(opts)
     optimizer = torch.optim.AdamW(model.optimizer_groups(opts.weight_decay), lr=peak_lr)
     rng = np.random.default_rng(opts.seed)
     train_lengths = train.lengths

@@ -231,6 +231,14 @@ class DNALM(nn.Module):
     def optimizer_groups(self, weight_decay: float) -> list[dict]:
         raise NotImplementedError
 
+    def lora_targets(self) -> list[str]:
+        """Names of the nn.Linear layers LoRA adapts (dnalm.lora): by default every linear layer
+        of the residual blocks (shard_units); embeddings, the LM head and norms stay frozen."""
+        units = {id(unit) for unit in self.shard_units()}
+        prefixes = tuple(f"{name}." for name, module in self.named_modules() if id(module) in units)
+        return [name for name, module in self.named_modules()
+                if isinstance(module, nn.Linear) and prefixes and name.startswith(prefixes)]
+
     @classmethod
     def pretraining_peak_lr(cls, batch_tokens: int) -> float:
         """The paper's peak learning rate scaled to a batch of batch_tokens tokens by the square

@@ -589,6 +589,14 @@ class MergeDNA(DNALM):
         return {name: sum(p.numel() for p in getattr(self, name).parameters())
                 for name in ("local_encoder", "latent_encoder", "latent_decoder", "local_decoder")}
 
+    def lora_targets(self):
+        """The spec's choice (§4.2): the attention projections of the Local and Latent Encoder
+        blocks; the grouping projections and the decoders (dropped downstream) stay frozen."""
+        return [name for name, module in self.named_modules()
+                if name.startswith(("local_encoder.blocks.", "latent_encoder.blocks."))
+                and name.rsplit(".", 1)[-1] in ("q_proj", "k_proj", "v_proj", "o_proj")
+                and isinstance(module, nn.Linear)]
+
     def shard_units(self):
         stacks = (self.local_encoder, self.latent_encoder, self.latent_decoder, self.local_decoder)
         return [block for stack in stacks for block in stack.blocks]
