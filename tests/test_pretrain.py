@@ -143,16 +143,24 @@ def test_two_processes_train_the_same_model_as_one(tmp_path, config, parallel):
         assert max((b[k] - c[k]).abs().max().item() for k in b) < 1e-6
 
 
-def test_a_hybridna_config_pretrains_by_next_token_prediction(tmp_path):
-    config = tmp_path / "hybridna.json"
-    config.write_text(json.dumps({"arch": "hybridna", "d_model": 16, "n_layers": 2, "attn_period": 2, "attn_offset": 1,
-                                  "n_heads": 2, "n_kv_heads": 1, "d_state": 8, "headdim": 8, "max_seq_len": 64,
-                                  "name": "tiny-hybridna"}))
-    final = pt.pretrain(options(tmp_path, config, steps=4, save_every=4, eval_every=4))
+TINY_MERGEDNA = {"arch": "mergedna", "d_model": 16, "n_heads": 2, "ffn_dim": 32, "local_encoder_layers": 2,
+                 "latent_encoder_layers": 1, "latent_decoder_layers": 1, "local_decoder_layers": 1, "group_dim": 8,
+                 "max_seq_len": 64, "name": "tiny-mergedna"}
+
+
+@pytest.mark.parametrize("config, components", [
+    (TINY_HYBRIDNA, set()),  # next-token prediction
+    (TINY_MERGEDNA, {"mtr", "latent_mtr", "amtm"}),  # the three-pass objective, each loss logged
+], ids=["hybridna", "mergedna"])
+def test_each_architecture_pretrains_with_its_objective(tmp_path, config, components):
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(config))
+    final = pt.pretrain(options(tmp_path, config_path, steps=4, save_every=4, eval_every=4))
     model = dnalm.load(final)
-    assert model.arch == "hybridna" and json.loads((final / "config.json").read_text())["arch"] == "hybridna"
+    assert model.arch == config["arch"] and json.loads((final / "config.json").read_text())["arch"] == config["arch"]
     metrics = pd.read_parquet(tmp_path / "run" / "metrics.parquet")
     assert "aux_loss" not in metrics.columns and metrics["train_loss"].notna().all()
+    assert components <= set(metrics.columns) and metrics[sorted(components)].notna().all().all()
     assert metrics["val_loss"].dropna().iloc[-1] > 0
 
 
