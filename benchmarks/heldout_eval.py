@@ -13,12 +13,17 @@ one side. The "RC-avg" row averages, per base, the probabilities of the forward 
 reverse-complement pass mapped back (positions reversed, bases complemented). What each model row
 saw is the architecture's prediction context, printed with the row: JanusDNA every other base of
 its window, a causal model (HybriDNA) the bases to its left (its RC-avg row then mixes a
-left-context and a right-context prediction). The Markov chain only sees left context, by
-construction.
+left-context and a right-context prediction), a masked model (MergeDNA) every other base of its
+window with the base itself replaced by [MASK], one pass per scored base. The Markov chain only
+sees left context, by construction.
+
+--positions N scores N test positions drawn at random (seed 0) instead of every base, for models
+that need one pass per base; every row (baselines included) is then scored on the same positions.
 
     python benchmarks/heldout_eval.py --model janusdna-d32 --max-bases 20000
     python benchmarks/heldout_eval.py --model path/to/model_dir
     python benchmarks/heldout_eval.py --baselines-only
+    python benchmarks/heldout_eval.py --model mergedna-d64-chr20 --positions 4000
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import numpy as np
 import torch
 
 import dnalm
+from dnalm.tokenizer import MASK
 from baselines import (
     MAX_ORDER,
     UNIFORM,
@@ -127,6 +133,33 @@ def model_base_probabilities(model, ids: torch.Tensor, batch_size: int) -> tuple
     return torch.cat(forward).double().numpy(), torch.cat(rc_averaged).double().numpy()
 
 
+def masked_base_probabilities(model, ids: torch.Tensor, positions: np.ndarray, batch_size: int
+                              ) -> tuple[np.ndarray, np.ndarray]:
+    """As model_base_probabilities, at the given positions only, for a masked model: each
+    position's window (the same tiling) with that base alone replaced by [MASK], one pass each."""
+    window = model.config.max_seq_len
+    forward, rc_averaged = [], []
+    with torch.inference_mode():
+        for chunk in np.array_split(positions, max(1, len(positions) // batch_size)):
+            starts = chunk // window * window
+            windows = [ids[s:min(s + window, len(ids))] for s in starts]
+            by_length: dict[int, list[int]] = {}
+            for j, w in enumerate(windows):
+                by_length.setdefault(len(w), []).append(j)
+            p_forward, p_rc = torch.empty(len(chunk), 4), torch.empty(len(chunk), 4)
+            for rows in by_length.values():
+                batch = torch.stack([windows[j] for j in rows]).clone()
+                offsets = torch.as_tensor(chunk[rows] - starts[rows])
+                batch[torch.arange(len(rows)), offsets] = MASK
+                p_forward[rows] = model.masked_base_log_probs(batch)[torch.arange(len(rows)), offsets].exp().float()
+                mirrored = batch.shape[1] - 1 - offsets
+                rc = model.masked_base_log_probs(dnalm.reverse_complement(batch)).exp().float()
+                p_rc[rows] = rc[torch.arange(len(rows)), mirrored].flip(-1)
+            forward.append(p_forward)
+            rc_averaged.append((p_forward + p_rc) / 2)
+    return torch.cat(forward).double().numpy(), torch.cat(rc_averaged).double().numpy()
+
+
 def load_model(name_or_dir: str):
     return dnalm.load_or_preset(name_or_dir, seed=0)[0].eval()
 
@@ -162,6 +195,7 @@ def main():
     parser.add_argument("--test-fasta", type=Path, default=TEST_FASTA)
     parser.add_argument("--test-region", default=TEST_REGION)
     parser.add_argument("--max-bases", type=int, help="score only the first N bases of the test region (validation is always whole)")
+    parser.add_argument("--positions", type=int, help="score this many random test positions (seed 0), not every base")
     parser.add_argument("--batch-size", type=int, default=8, help="model windows per forward pass")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
@@ -181,17 +215,26 @@ def main():
     log(f"scoring the baselines on {args.test_region}")
     test_sequence = fetch_region(args.test_fasta, args.test_region, args.max_bases)
     test_codes = base_codes(test_sequence)
+    scored = np.arange(len(test_codes))
+    if args.positions:
+        scored = np.sort(np.random.default_rng(0).choice(len(test_codes), args.positions, replace=False))
     unigram = MarkovModel(interpolated_tables(counts[:1], [0]))
     rows = [
-        result_row("unigram", score(unigram.base_probabilities(test_codes), test_codes)),
-        result_row(f"Markov (k={choice.order})", score(choice.model(counts).base_probabilities(test_codes), test_codes)),
+        result_row("unigram", score(unigram.base_probabilities(test_codes)[scored], test_codes[scored])),
+        result_row(f"Markov (k={choice.order})",
+                   score(choice.model(counts).base_probabilities(test_codes)[scored], test_codes[scored])),
     ]
     if model is not None:
-        log(f"running {model.config.name} over {len(test_sequence):,} bases in windows of {model.config.max_seq_len}")
-        forward, rc_averaged = model_base_probabilities(model, dnalm.encode(test_sequence), args.batch_size)
+        log(f"running {model.config.name} over {len(scored):,} bases in windows of {model.config.max_seq_len}")
+        ids = dnalm.encode(test_sequence)
+        if model.prediction_context == dnalm.MASKED:
+            forward, rc_averaged = masked_base_probabilities(model, ids, scored, args.batch_size)
+        else:
+            forward, rc_averaged = (p[scored] for p in model_base_probabilities(model, ids, args.batch_size))
         context = model.prediction_context
-        rows.append(result_row(f"model {args.model} [{context}]", score(forward, test_codes)))
-        rows.append(result_row(f"model {args.model} (RC-avg) [{context} + reverse strand]", score(rc_averaged, test_codes)))
+        rows.append(result_row(f"model {args.model} [{context}]", score(forward, test_codes[scored])))
+        rows.append(result_row(f"model {args.model} (RC-avg) [{context} + reverse strand]",
+                               score(rc_averaged, test_codes[scored])))
     log("done")
 
     validation_bases = choice.grid[0, STRENGTHS[0]].count

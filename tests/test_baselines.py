@@ -18,7 +18,7 @@ from baselines import (  # noqa: E402
     kmer_codes,
     score,
 )
-from heldout_eval import model_base_probabilities  # noqa: E402
+from heldout_eval import masked_base_probabilities, model_base_probabilities  # noqa: E402
 
 A, C, G, T = range(4)
 
@@ -158,3 +158,24 @@ def test_model_windows_and_reverse_complement_map_back():
         result = score(probs, codes)
         assert result.count == 10 and result.accuracy == 1.0
     np.testing.assert_allclose(rc_averaged[codes >= 0], forward[codes >= 0], atol=1e-6)
+
+
+def test_a_masked_models_sampled_positions_are_its_per_base_predictions_there(tiny_mergedna_dir):
+    """heldout_eval --positions with MergeDNA: each sampled base is masked alone in its window of
+    the same tiling, on both strands; base_log_probs of the whole window is the independent check."""
+    import dnalm
+
+    model = dnalm.load(tiny_mergedna_dir).eval()
+    window = model.config.max_seq_len
+    rng = np.random.default_rng(3)
+    ids = dnalm.encode("".join(rng.choice(list("ACGT"), 2 * window + 40)))
+    positions = np.array([0, 5, window - 1, window, window + 17, 2 * window + 3, 2 * window + 39])
+    forward, rc_averaged = masked_base_probabilities(model, ids, positions, batch_size=3)
+    with torch.inference_mode():
+        for k, position in enumerate(positions):
+            start = position // window * window
+            block = ids[start:start + window][None]
+            expected = model.base_log_probs(block)[0, position - start].exp()
+            rc = model.base_log_probs(dnalm.reverse_complement(block))[0].flip(0).flip(-1)[position - start].exp()
+            np.testing.assert_allclose(forward[k], expected.numpy(), atol=1e-5)
+            np.testing.assert_allclose(rc_averaged[k], ((expected + rc) / 2).numpy(), atol=1e-5)
