@@ -87,10 +87,16 @@ def test_snv_scores_are_the_models_on_hand_built_windows(tmp_path, tiny_model_di
     alt_window = ref_window[:WINDOW // 2] + alt + ref_window[WINDOW // 2 + 1:]
     ref_hidden, ref_logp = model_outputs(tiny_model_dir, ref_window)
     alt_hidden, alt_logp = model_outputs(tiny_model_dir, alt_window)
-    centre = WINDOW // 2
-    assert row["ref_logp"] == pytest.approx(float(ref_logp[centre, "ACGT".index(ref)]), abs=1e-5)
-    assert row["alt_logp"] == pytest.approx(float(ref_logp[centre, "ACGT".index(alt)]), abs=1e-5)
+    # llr and its terms come from the fixed reference tile where the base is most central: tiles of
+    # 64 bp every 48 bp (a quarter overlap), tile k starting at 48k - 8 and providing [48k, 48k + 48)
+    tile_start = pos0 // 48 * 48 - 8
+    assert tile_start + 8 <= pos0 < tile_start + 56
+    _, tile_logp = model_outputs(tiny_model_dir, fetch(chrom, tile_start, tile_start + WINDOW))
+    at = pos0 - tile_start
+    assert row["ref_logp"] == pytest.approx(float(tile_logp[at, "ACGT".index(ref)]), abs=1e-5)
+    assert row["alt_logp"] == pytest.approx(float(tile_logp[at, "ACGT".index(alt)]), abs=1e-5)
     assert row["llr"] == pytest.approx(row["alt_logp"] - row["ref_logp"], abs=1e-5)
+    assert b"shared reference tiles" in pq.read_schema(tmp_path / "scores.parquet").metadata[b"score_windows"]
     assert row["delta_pll"] == pytest.approx(pll(alt_logp, alt_window) - pll(ref_logp, ref_window), abs=1e-3)
     ref_mean, alt_mean = ref_hidden.mean(0), alt_hidden.mean(0)
     assert row["emb_l2"] == pytest.approx(float((ref_mean - alt_mean).norm()), rel=1e-4)
@@ -350,3 +356,24 @@ def test_region_scores_only_the_overlapping_records_of_an_indexed_vcf(tmp_path, 
     plain = write_vcf(tmp_path / "plain.vcf", [(22_100_100, ".", "A", "G")])
     result = janus("score-variants", plain, "-r", "chr21:1-100", "--fasta", HG38, "--model", tiny_model_dir)
     assert result.exit_code == 1 and "needs a bgzipped, indexed VCF" in result.stderr
+
+
+def test_dense_snvs_share_reference_tiles_and_score_as_they_do_alone(tmp_path, tiny_model_dir, monkeypatch):
+    """100 SNVs at every third base: llr, ref_logp and alt_logp come from a few shared tiles
+    (64 bp every 48 bp) instead of one window per variant, and each variant's numbers are those it
+    gets when scored alone."""
+    from janus_cli.engine import inference
+
+    start0 = 22_000_000 + 5_000
+    text = fetch("chr21", start0, start0 + 300)
+    records = [(start0 + k + 1, ".", text[k], "ACGT"[("ACGT".index(text[k]) + 1) % 4]) for k in range(0, 300, 3)]
+    windows_run = []
+    real_run = inference.WindowRunner.run
+    monkeypatch.setattr(inference.WindowRunner, "run", lambda self, w: windows_run.append(len(w)) or real_run(self, w))
+    dense, _ = score(tmp_path, tiny_model_dir, write_vcf(tmp_path / "dense.vcf", records), "--scores", "llr,ref_logp,alt_logp")
+    assert sum(windows_run) <= 300 // 48 + 2  # tiles, not 100 windows
+    monkeypatch.undo()
+    for k in (0, 17, 60, 99):
+        alone, _ = score(tmp_path, tiny_model_dir, write_vcf(tmp_path / "alone.vcf", [records[k]]),
+                         "--scores", "llr,ref_logp,alt_logp", name="alone.parquet")
+        assert alone[["llr", "ref_logp", "alt_logp"]].iloc[0].tolist() == dense[["llr", "ref_logp", "alt_logp"]].iloc[k].tolist()

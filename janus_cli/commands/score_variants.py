@@ -8,8 +8,13 @@ the window length. Beyond a contig end the flank is N (--edge pad), the window m
 contig (shift), or the variant is skipped (skip).
 
 Scores (natural log; --scores picks some):
-- llr: log P(ALT) - log P(REF) at the variant from the reference window, summed over the bases of
-  equal-length substitutions (SNVs, MNVs); null for indels.
+- llr: log P(ALT) - log P(REF) at the variant from the reference sequence, summed over the bases
+  of equal-length substitutions (SNVs, MNVs); null for indels. For a model whose prediction at a
+  base never sees that base (JanusDNA) one pass gives every base's, so these come from shared
+  reference tiles: the contig is tiled at fixed positions (tiles of --window bp overlapping by a
+  quarter, as `janus likelihood` tiles a region) and each base is read from the tile where it is
+  most central. A variant's scores therefore depend only on its position, never on its
+  neighbours, and a dense VCF costs one pass per 3/4 window instead of one per variant.
 - ref_logp, alt_logp: the two terms of llr.
 - delta_pll: the summed per-base log-likelihood of the alternative window minus that of the
   reference window (positions with N left out), for SNVs and indels alike.
@@ -59,8 +64,8 @@ from ..io.chroms import ChromMatcher, read_alias_table
 from ..errors import DataError, UsageError
 from ..io.fasta import Reference
 from ..engine.embedding import POSITIONAL_POOLINGS
-from ..engine.inference import (DTYPES, HIDDEN_AND_LOG_PROBS, MASKED_BASE_LOG_PROBS, InferenceOptions, WindowRunner,
-                                window_embeddings, check_inference_options, provenance)
+from ..engine.inference import (BASE_LOG_PROBS, DTYPES, HIDDEN_AND_LOG_PROBS, MASKED_BASE_LOG_PROBS, InferenceOptions,
+                                StrandOutputs, WindowRunner, window_embeddings, check_inference_options, provenance)
 from ..io.reference_config import resolve_fasta
 from ..engine.regions import encode_reference_text
 from ..engine.runtime import log, resolve_device, set_threads
@@ -69,16 +74,17 @@ from ..io.variants import VARIANT_SKIP_REASONS, Variant, count_variants, read_va
 
 SCORES = ("llr", "ref_logp", "alt_logp", "delta_pll", "emb_cosine", "emb_l2")
 SCORE_DESCRIPTIONS = {
-    "llr": "log P(ALT) - log P(REF) at the variant, reference window (substitutions); for a causal model the full-window log-likelihood ratio",
-    "ref_logp": "log P(REF) at the variant, reference window (substitutions); for a causal model log p(REF window)",
-    "alt_logp": "log P(ALT) at the variant, reference window (substitutions); for a causal model log p(ALT window)",
+    "llr": "log P(ALT) - log P(REF) at the variant, reference sequence (substitutions); for a causal model the full-window log-likelihood ratio",
+    "ref_logp": "log P(REF) at the variant, reference sequence (substitutions); for a causal model log p(REF window)",
+    "alt_logp": "log P(ALT) at the variant, reference sequence (substitutions); for a causal model log p(ALT window)",
     "delta_pll": "summed per-base log-likelihood of the ALT window minus the REF window",
     "emb_cosine": "cosine similarity of mean-pooled REF and ALT window embeddings",
     "emb_l2": "Euclidean distance between mean-pooled REF and ALT window embeddings",
 }
 NEEDS_ALT_WINDOW = {"delta_pll", "emb_cosine", "emb_l2"}
 LLR_TEXT = {  # by prediction context
-    dnalm.ALL_BUT_SELF: "log P(ALT) - log P(REF) at the variant's bases, from the reference window",
+    dnalm.ALL_BUT_SELF: "log P(ALT) - log P(REF) at the variant's bases (substitutions), each base read from the "
+                        "fixed reference tile (window bp, tiles overlapping by a quarter) where it is most central",
     dnalm.LEFT: "full-window log-likelihood ratio: log p(ALT window) - log p(REF window) (= delta_pll), SNVs and indels",
     dnalm.MASKED: "log P(ALT) - log P(REF) at the variant's bases, from one pass over the reference window with "
                   "REF's bases replaced by [MASK]; delta_pll: the masked span's pseudo-likelihood, ALT window "
@@ -126,6 +132,31 @@ class FinetunedHead:
         return exp / exp.sum(1, keepdims=True)
 
 
+@dataclass(frozen=True)
+class SiteTiling:
+    """Fixed reference tiles of a contig: tile k starts at k * stride - margin and is window bp
+    long; tile k provides the bases [k * stride, (k + 1) * stride), where it is most central."""
+
+    window: int
+
+    @property
+    def stride(self) -> int:
+        return self.window - self.window // 4
+
+    @property
+    def margin(self) -> int:
+        return (self.window - self.stride) // 2
+
+    def tile_start(self, start0: int, length: int, contig_length: int, edge: str) -> int:
+        """The start of the tile that provides bases [start0, start0 + length): the one owning
+        start0, moved inside the contig unless the edge is N-padded, and so that it holds them all."""
+        start = start0 // self.stride * self.stride - self.margin
+        start = max(start, start0 + length - self.window)
+        if edge != "pad":
+            start = min(max(start, 0), max(contig_length - self.window, 0))
+        return start
+
+
 @dataclass
 class ScoreRun:
     opts: ScoreOptions
@@ -137,6 +168,7 @@ class ScoreRun:
     schema: pa.Schema
     full_window: bool  # a causal model: llr is the full-window log-likelihood ratio
     masked: bool  # a masked model: per-base scores from windows with the allele's bases masked
+    site_runner: WindowRunner | None  # shared reference tiles for llr, ref_logp, alt_logp (ALL_BUT_SELF)
     embedding_pooling: str  # the model's default pooling, for emb_cosine and emb_l2
     # runners for poolings the model computes from a whole window (not from hidden states)
     window_embedders: dict[str, WindowRunner] = field(default_factory=dict)
@@ -168,6 +200,9 @@ def score_variants(opts: ScoreOptions, argv: list[str]) -> Counter:
     window_embedders = {pooling: WindowRunner(model, device, rc=opts.rc, batch_size=opts.batch_size,
                                               dtype=DTYPES[opts.dtype], output=window_embeddings(pooling))
                         for pooling in (poolings if masked else poolings - set(POSITIONAL_POOLINGS))}
+    shared_sites = model.prediction_context == dnalm.ALL_BUT_SELF and bool({"llr", "ref_logp", "alt_logp"} & set(opts.scores))
+    site_runner = (WindowRunner(model, device, rc=opts.rc, batch_size=opts.batch_size, dtype=DTYPES[opts.dtype],
+                                output=BASE_LOG_PROBS) if shared_sites else None)
     aliases = read_alias_table(opts.chrom_alias) if opts.chrom_alias else {}
     scores = [s for s in SCORES if s in opts.scores]
     schema = output_schema(scores, head, opts.rc == "both")
@@ -177,9 +212,10 @@ def score_variants(opts: ScoreOptions, argv: list[str]) -> Counter:
         matcher = ChromMatcher(reference.lengths, aliases)
         metadata = provenance(opts, model_ref, model, reference.path, argv, window=window, scores=",".join(scores),
                               check_ref=opts.check_ref, llr=LLR_TEXT[model.prediction_context],
-                              embedding_pooling=model.default_pooling)
+                              embedding_pooling=model.default_pooling,
+                              score_windows=score_windows_text(shared_sites, window))
         run = ScoreRun(opts, reference, matcher, runner, window, head, schema,
-                       full_window=model.prediction_context == dnalm.LEFT, masked=masked,
+                       full_window=model.prediction_context == dnalm.LEFT, masked=masked, site_runner=site_runner,
                        embedding_pooling=model.default_pooling,
                        window_embedders=window_embedders)
         chunks = (Chunk(group, len(group), len(group) * window)
@@ -194,6 +230,19 @@ def score_variants(opts: ScoreOptions, argv: list[str]) -> Counter:
     log_summary(f"janus: score-variants: {sum(counts.values())} alleles, {counts.get(None, 0)} scored, "
         f"skipped: {format_skips(counts, SKIP_REASONS)}")
     return counts
+
+
+def score_windows_text(shared_sites: bool, window: int) -> str:
+    """Which windows each score used, for the output metadata."""
+    tiling = SiteTiling(window)
+    per_variant = (f"per-variant REF and ALT windows of {window} bp anchored on the variant "
+                   f"({window // 2} bases of left flank)")
+    if shared_sites:
+        return (f"llr, ref_logp, alt_logp: shared reference tiles of {window} bp, tile k starting at "
+                f"k * {tiling.stride} - {tiling.margin} (0-based), each base from the tile providing "
+                f"[k * {tiling.stride}, (k + 1) * {tiling.stride}); delta_pll, emb_cosine, emb_l2 and "
+                f"finetuned heads: {per_variant}")
+    return f"every score: {per_variant}"
 
 
 def load_scoring_model(model_ref: str | None):
@@ -288,7 +337,10 @@ def score_chunk(group: list[Variant], run: ScoreRun) -> pa.Table:
     need_alt = (bool(NEEDS_ALT_WINDOW & set(opts.scores)) or run.head is not None
                 or (run.full_window and bool({"llr", "ref_logp", "alt_logp"} & set(opts.scores))))
     order = sorted(placed)
-    texts = [placed[i].ref_text for i in order] + ([placed[i].alt_text for i in order] if need_alt else [])
+    site_logps = shared_site_log_probs(group, order, run) if run.site_runner else {}
+    need_windows = need_alt or run.site_runner is None
+    texts = ([placed[i].ref_text for i in order] if need_windows else []) + (
+        [placed[i].alt_text for i in order] if need_alt else [])
     where = f"{run.reference.path}: windows of the variants in {opts.vcf}"
     encoded = [encode_reference_text(text, where) for text in texts]
     if run.masked:
@@ -302,7 +354,9 @@ def score_chunk(group: list[Variant], run: ScoreRun) -> pa.Table:
     position_of = {i: position for position, i in enumerate(order)}
 
     def windows_of(source, i):
-        """(REF, ALT) window outputs of variant i (ALT None without an ALT window)."""
+        """(REF, ALT) window outputs of variant i (None for windows not run)."""
+        if not need_windows:
+            return None, None
         return source[position_of[i]], source[len(order) + position_of[i]] if need_alt else None
 
     strands = [("", "combined")]
@@ -323,10 +377,35 @@ def score_chunk(group: list[Variant], run: ScoreRun) -> pa.Table:
                     return torch.cat([_strand(o, kind, which) for o in windows_of(window_vectors[pooling], i)])
                 return torch.stack([dnalm.pool(ref_out[:, :-4], pooling), dnalm.pool(alt_out[:, :-4], pooling)])
 
-            for name, value in variant_scores(group[i], placed[i], ref_out, alt_out, opts.scores, run,
+            site_logp = _strand(site_logps.get(i), BASE_LOG_PROBS, which)
+            for name, value in variant_scores(group[i], placed[i], ref_out, alt_out, site_logp, opts.scores, run,
                                               pooled if need_alt else None).items():
                 columns[name + suffix][i] = value
     return pa.table({name: pa.array(columns[name], run.schema.field(name).type) for name in run.schema.names})
+
+
+def shared_site_log_probs(group: list[Variant], order: list[int], run: ScoreRun) -> dict[int, StrandOutputs]:
+    """Per-base log-probabilities [len(REF), 4] at the bases of each placed substitution, read from
+    the shared reference tiles (SiteTiling); each tile runs once however many variants it serves."""
+    tiling = SiteTiling(run.window)
+    tile_of, tiles = {}, {}
+    for i in order:
+        variant = group[i]
+        if len(variant.ref) != len(variant.alt):
+            continue
+        contig = run.matcher(variant.chrom)
+        start = tiling.tile_start(variant.pos - 1, len(variant.ref), run.reference.lengths[contig], run.opts.edge)
+        tile_of[i] = (contig, start)
+        tiles.setdefault((contig, start), len(tiles))
+    where = f"{run.reference.path}: reference tiles of the variants in {run.opts.vcf}"
+    outputs = run.site_runner.run([encode_reference_text(run.reference.fetch_padded(contig, start, start + run.window),
+                                                         where) for contig, start in tiles])
+    found = {}
+    for i, (contig, start) in tile_of.items():
+        bases = slice(group[i].pos - 1 - start, group[i].pos - 1 - start + len(group[i].ref))
+        strands = outputs[tiles[contig, start]]
+        found[i] = StrandOutputs(strands.forward[bases], None if strands.reverse is None else strands.reverse[bases])
+    return found
 
 
 def _placement(variant: Variant, i: int, run: ScoreRun, placed: dict[int, Windows]) -> str | None:
@@ -378,13 +457,21 @@ def _strand(outputs, kind, which: str) -> torch.Tensor | None:
     return kind.combined(outputs) if which == "combined" else getattr(outputs, which)
 
 
-def variant_scores(variant: Variant, placed: Windows, ref_out: torch.Tensor, alt_out: torch.Tensor | None,
-                   wanted: list[str], run: ScoreRun, pooled) -> dict[str, float | None]:
+def variant_scores(variant: Variant, placed: Windows, ref_out: torch.Tensor | None, alt_out: torch.Tensor | None,
+                   site_logp: torch.Tensor | None, wanted: list[str], run: ScoreRun, pooled) -> dict[str, float | None]:
     """Scores of one variant from the [L, d + 4] outputs (hidden states, then base log-probs) of
-    its reference and alternative windows; pooled(pooling) gives both windows' pooled vectors."""
+    its reference and alternative windows (None where not run), and site_logp [len(REF), 4], the
+    log-probabilities at its bases from the shared reference tiles (substitutions, when shared);
+    pooled(pooling) gives both windows' pooled vectors."""
     scores = {}
-    ref_logp, alt_logp = ref_out[:, -4:], None if alt_out is None else alt_out[:, -4:]
-    if run.full_window:
+    ref_logp = None if ref_out is None else ref_out[:, -4:]
+    alt_logp = None if alt_out is None else alt_out[:, -4:]
+    if run.site_runner is not None:
+        if site_logp is not None and "N" not in variant.ref + variant.alt:  # substitutions only
+            ref_sum = sum(float(site_logp[k, BASE_INDEX[base]]) for k, base in enumerate(variant.ref))
+            alt_sum = sum(float(site_logp[k, BASE_INDEX[base]]) for k, base in enumerate(variant.alt))
+            scores.update(llr=alt_sum - ref_sum, ref_logp=ref_sum, alt_logp=alt_sum)
+    elif run.full_window:
         if alt_out is not None:
             ref_ll = sequence_log_likelihood(ref_logp, placed.ref_text)
             alt_ll = sequence_log_likelihood(alt_logp, placed.alt_text)
