@@ -51,6 +51,12 @@ def tiny_mergedna_dir(tmp_path_factory):
     return dnalm.save(dnalm.architecture("mergedna").model_class(config), tmp_path_factory.mktemp("model") / "tiny-mergedna")
 
 
+@pytest.fixture(scope="session", params=["janusdna", "hybridna", "mergedna"])
+def model_dir_of_every_arch(request, tiny_model_dir, tiny_hybridna_dir, tiny_mergedna_dir):
+    """The tiny model of every architecture (MergeDNA predicts a base with that base masked)."""
+    return {"janusdna": tiny_model_dir, "hybridna": tiny_hybridna_dir, "mergedna": tiny_mergedna_dir}[request.param]
+
+
 @pytest.fixture(scope="session", params=["janusdna", "hybridna"])
 def model_dir_of_each_arch(request, tiny_model_dir, tiny_hybridna_dir):
     """The tiny model of each architecture that predicts every base (see tiny_model_dir)."""

@@ -276,11 +276,6 @@ def test_a_hybridna_backbone_finetunes_with_its_poolings_and_predicts(tmp_path, 
                                        pooling="center-ish", max_steps=1, threads=1, quiet=True))
 
 
-@pytest.fixture(params=["janusdna", "hybridna", "mergedna"])
-def model_dir_of_every_arch(request, tiny_model_dir, tiny_hybridna_dir, tiny_mergedna_dir):
-    return {"janusdna": tiny_model_dir, "hybridna": tiny_hybridna_dir, "mergedna": tiny_mergedna_dir}[request.param]
-
-
 def test_lora_merged_weights_compute_what_the_adapted_model_computes(model_dir_of_every_arch):
     model = dnalm.load(model_dir_of_every_arch).eval()
     targets = model.lora_targets()

@@ -40,14 +40,8 @@ def fetch(start, end):
         return reference.fetch("chr21", start, end)
 
 
-@pytest.fixture(params=["janusdna", "hybridna", "mergedna"])
-def predicting_model_dir(request, tiny_model_dir, tiny_hybridna_dir, tiny_mergedna_dir):
-    """Each architecture's tiny model; MergeDNA predicts a base with that base masked."""
-    return {"janusdna": tiny_model_dir, "hybridna": tiny_hybridna_dir, "mergedna": tiny_mergedna_dir}[request.param]
-
-
-def test_per_base_log_probs_are_the_models_on_both_strands(tmp_path, predicting_model_dir):
-    tiny_model_dir = predicting_model_dir
+def test_per_base_log_probs_are_the_models_on_both_strands(tmp_path, model_dir_of_every_arch):
+    tiny_model_dir = model_dir_of_every_arch
     start = REAL_START + 1000
     table, result = run_to_table(tmp_path, tiny_model_dir, "-r", f"chr21:{start + 1}-{start + 120}")
     text = fetch(start, start + 120)
