@@ -59,7 +59,7 @@ import torch
 import dnalm
 from dnalm.tokenizer import MASK
 
-from ..io import intervals, windows
+from ..io import intervals
 from ..io.chroms import ChromMatcher, read_alias_table
 from ..errors import DataError, UsageError
 from ..io.fasta import Reference
@@ -68,9 +68,10 @@ from ..engine.inference import (BASE_LOG_PROBS, DTYPES, HIDDEN_AND_LOG_PROBS, MA
                                 StrandOutputs, WindowRunner, window_embeddings, check_inference_options, provenance)
 from ..io.reference_config import resolve_fasta
 from ..engine.regions import encode_reference_text
-from ..engine.runtime import log, resolve_device, set_threads
+from ..engine.runtime import resolve_device, set_threads
 from ..engine.streaming import Chunk, format_skips, log_summary, write_chunks
-from ..io.variants import VARIANT_SKIP_REASONS, Variant, count_variants, read_variants, write_scores_vcf
+from ..engine.variant_windows import CHECK_REF_MODES, SKIP_REASONS, VariantPlacer, Windows
+from ..io.variants import Variant, count_variants, read_variants, write_scores_vcf
 
 SCORES = ("llr", "ref_logp", "alt_logp", "delta_pll", "emb_cosine", "emb_l2")
 SCORE_DESCRIPTIONS = {
@@ -91,15 +92,10 @@ LLR_TEXT = {  # by prediction context
                   "(ALT's bases masked) minus REF window (REF's bases masked)",
 }
 NEEDS_PER_BASE_PREDICTION = ("llr", "ref_logp", "alt_logp", "delta_pll")
-CHECK_REF_MODES = ("skip", "warn", "error")
-SKIP_REF_MISMATCH = "ref_mismatch"
-SKIP_REASONS = (windows.SKIP_CHROM_MISSING, windows.SKIP_EDGE, windows.SKIP_N_FRACTION, SKIP_REF_MISMATCH,
-                *VARIANT_SKIP_REASONS)
 VARIANTS_PER_CHUNK = 512
 DEFAULT_WINDOW = 256
 VCF_SUFFIXES = (".vcf.gz", ".vcf.bgz")
 RECORD_COLUMNS = ("chrom", "pos", "id", "ref", "alt", "alt_index")
-MAX_WARNINGS = 10
 
 
 @dataclass
@@ -162,6 +158,7 @@ class ScoreRun:
     opts: ScoreOptions
     reference: Reference
     matcher: ChromMatcher
+    placer: VariantPlacer
     runner: WindowRunner
     window: int
     head: FinetunedHead | None
@@ -172,7 +169,6 @@ class ScoreRun:
     embedding_pooling: str  # the model's default pooling, for emb_cosine and emb_l2
     # runners for poolings the model computes from a whole window (not from hidden states)
     window_embedders: dict[str, WindowRunner] = field(default_factory=dict)
-    warnings: Counter = field(default_factory=Counter)
 
 
 def score_variants(opts: ScoreOptions, argv: list[str]) -> Counter:
@@ -214,7 +210,8 @@ def score_variants(opts: ScoreOptions, argv: list[str]) -> Counter:
                               check_ref=opts.check_ref, llr=LLR_TEXT[model.prediction_context],
                               embedding_pooling=model.default_pooling,
                               score_windows=score_windows_text(shared_sites, window))
-        run = ScoreRun(opts, reference, matcher, runner, window, head, schema,
+        placer = VariantPlacer(reference, matcher, window, opts.edge, opts.check_ref, opts.max_n_frac, opts.vcf)
+        run = ScoreRun(opts, reference, matcher, placer, runner, window, head, schema,
                        full_window=model.prediction_context == dnalm.LEFT, masked=masked, site_runner=site_runner,
                        embedding_pooling=model.default_pooling,
                        window_embedders=window_embedders)
@@ -225,8 +222,7 @@ def score_variants(opts: ScoreOptions, argv: list[str]) -> Counter:
         counts = write_chunks(chunks, lambda group: score_chunk(group, run), schema, metadata,
                               opts.stream_options(), count_variants(opts.vcf, region),
                               sinks={suffix: vcf_sink for suffix in VCF_SUFFIXES})
-    if run.warnings[SKIP_REF_MISMATCH] > MAX_WARNINGS:
-        log(f"janus: warning: {run.warnings[SKIP_REF_MISMATCH]} REF mismatches in all (first {MAX_WARNINGS} shown)")
+    run.placer.summarise_warnings()
     log_summary(f"janus: score-variants: {sum(counts.values())} alleles, {counts.get(None, 0)} scored, "
         f"skipped: {format_skips(counts, SKIP_REASONS)}")
     return counts
@@ -293,46 +289,16 @@ def checked_chunks(variants: Iterable[Variant], matcher: ChromMatcher, source) -
                         "record's chromosome is either; check the reference or give --chrom-alias")
 
 
-@dataclass
-class Windows:
-    """A variant's two windows, where the variant sits in them, and what the reference has where
-    the VCF says REF."""
-
-    ref_text: str
-    alt_text: str
-    offset: int  # the variant's first base in both windows
-    reference_allele: str
-
-
-def variant_windows(variant: Variant, contig: str, reference: Reference, window: int, edge: str) -> Windows | str:
-    """The reference and alternative windows, read from the reference in one fetch, or the
-    skip_reason (edge) when they do not fit."""
-    start0 = variant.pos - 1
-    contig_length = reference.lengths[contig]
-    left = start0 - window // 2
-    if edge == "shift":
-        left = min(max(left, 0), max(contig_length - window, 0))
-    elif edge == "skip" and (left < 0 or left + window > contig_length):
-        return windows.SKIP_EDGE
-    after = start0 + len(variant.ref)
-    if after > contig_length:
-        return windows.SKIP_EDGE
-    flank_length = start0 - left
-    right_needed = max(window - flank_length - min(len(variant.ref), len(variant.alt)), 0)
-    span = reference.fetch_padded(contig, left, after + right_needed)
-    flank, right = span[:flank_length], span[after - left:]
-    return Windows((flank + variant.ref + right)[:window], (flank + variant.alt + right)[:window], flank_length,
-                   span[flank_length:after - left])
-
-
 def score_chunk(group: list[Variant], run: ScoreRun) -> pa.Table:
     """The output rows of one chunk of variants."""
     opts = run.opts
     skip_reasons: list[str | None] = []
     placed: dict[int, Windows] = {}
     for i, variant in enumerate(group):
-        reason = variant.skip_reason or _placement(variant, i, run, placed)
-        skip_reasons.append(reason)
+        found = run.placer.place(variant)
+        if isinstance(found, Windows):
+            placed[i] = found
+        skip_reasons.append(None if isinstance(found, Windows) else found)
 
     need_alt = (bool(NEEDS_ALT_WINDOW & set(opts.scores)) or run.head is not None
                 or (run.full_window and bool({"llr", "ref_logp", "alt_logp"} & set(opts.scores))))
@@ -406,39 +372,6 @@ def shared_site_log_probs(group: list[Variant], order: list[int], run: ScoreRun)
         strands = outputs[tiles[contig, start]]
         found[i] = StrandOutputs(strands.forward[bases], None if strands.reverse is None else strands.reverse[bases])
     return found
-
-
-def _placement(variant: Variant, i: int, run: ScoreRun, placed: dict[int, Windows]) -> str | None:
-    """Check the variant against the reference and place its windows (into placed[i]); returns
-    the skip_reason, or None."""
-    contig = run.matcher(variant.chrom)
-    if contig is None:
-        return windows.SKIP_CHROM_MISSING
-    found = variant_windows(variant, contig, run.reference, run.window, run.opts.edge)
-    if isinstance(found, str):
-        return found
-    actual = found.reference_allele
-    if actual != variant.ref:
-        if run.opts.check_ref == "error":
-            raise DataError(
-                f"{run.opts.vcf}: record {variant.record_number} ({variant.chrom}:{variant.pos}): REF {variant.ref} "
-                f"does not match the reference {run.reference.path} ({actual}); check that both are the same "
-                "assembly, or use --check-ref skip or warn")
-        if run.opts.check_ref == "skip":
-            return SKIP_REF_MISMATCH
-        _warn_ref(variant, actual, run)
-    if windows.n_fraction(found.ref_text) > run.opts.max_n_frac:
-        return windows.SKIP_N_FRACTION
-    placed[i] = found
-    return None
-
-
-def _warn_ref(variant: Variant, actual: str, run: ScoreRun):
-    """Log a REF mismatch (the first few); scoring goes on with the VCF's REF."""
-    run.warnings[SKIP_REF_MISMATCH] += 1
-    if run.warnings[SKIP_REF_MISMATCH] <= MAX_WARNINGS:
-        log(f"janus: warning: {run.opts.vcf}: record {variant.record_number} ({variant.chrom}:{variant.pos}): "
-            f"REF {variant.ref} but the reference has {actual}; scored with the VCF's REF")
 
 
 BASE_INDEX = {base: i for i, base in enumerate("ACGT")}
