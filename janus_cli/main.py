@@ -147,11 +147,12 @@ def pretrain(
         "  janus finetune train.csv --val dev.csv --test test.csv --model janusdna-d72 -o promoters/\n\n"
         "  janus finetune peaks.bed --fasta hg38.fa --label-col 7 --model my_model/ --freeze-backbone -o probe/\n\n"
         "  janus finetune expr.parquet --regression --model janusdna-d32 --max-steps 200 -o scratch/\n\n"
-        "  janus finetune tata_train.csv --generative --val tata_dev.csv --model my_hybridna/ --lr 1e-4 -o tata_generator/"
+        "  janus finetune tata_train.csv --generative --val tata_dev.csv --model my_hybridna/ --lr 1e-4 -o tata_generator/\n\n"
+        "  janus finetune eqtl.vcf.gz --label-field EQTL --fasta hg38.fa --holdout-chroms chr8,chr9 --window 1024 -o eqtl_head/"
     ),
 )
 def finetune(
-    train: Path = typer.Argument(..., help="Training data: CSV/TSV/Parquet with sequence and label columns, or BED with --fasta (told apart by content)."),
+    train: Path = typer.Argument(..., help="Training data: CSV/TSV/Parquet with sequence and label columns, or BED with --fasta, or labelled variants with --fasta: a VCF/BCF with --label-field, or a table with chrom, pos (1-based), ref, alt, label and an optional split (train/val/test) column (told apart by content)."),
     out: Path = typer.Option(..., "-o", "--out", help="Output model directory (backbone, head.safetensors, head.json, metrics.json)."),
     model: str = typer.Option(
         dnalm.DEFAULT_MODEL, "--model", show_default=False,
@@ -177,6 +178,14 @@ def finetune(
     seed: int = typer.Option(0, help="Seed for the head (and a preset's) initialisation, shuffling and augmentation."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
+    label_field: str = typer.Option(None, "--label-field", show_default=False, help="Labelled variants in a VCF: the INFO field holding each variant's label (default: none)."),
+    variant_features: str = typer.Option("pair", "--variant-features", show_default=False, help="Labelled variants: pair (default) pools the REF and ALT windows and the head sees [ref, alt, alt - ref], so it learns what the change does; alt pools the ALT window alone, as the original JanusDNA eQTL code does."),
+    window: int = typer.Option(None, "--window", show_default=False, help="Labelled variants: window length in bp, anchored as score-variants anchors it (default: 256)."),
+    edge: str = typer.Option("pad", "--edge", show_default=False, help="Labelled variants: windows past a contig end: pad (with N), shift or skip (default: pad)."),
+    check_ref: str = typer.Option("skip", "--check-ref", show_default=False, help="Labelled variants whose REF does not match the reference: skip (default), warn (and use), error."),
+    max_n_frac: float = typer.Option(0.1, "--max-n-frac", show_default=False, help="Labelled variants: skip those whose window has a larger fraction of N (default: 0.1)."),
+    chrom_alias: Path = typer.Option(None, "--chrom-alias", show_default=False, help="Labelled variants: TSV of input chromosome name, reference contig name (default: none)."),
+    holdout_chroms: str = typer.Option(None, "--holdout-chroms", show_default=False, help="Labelled variants: comma-separated chromosomes whose training variants become the test set, the split DNALongBench uses (default: none)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ):
     """Finetune a model for sequence classification (or regression): its pooled embedding + a linear head; or, with --generative, to generate sequences given their label."""
@@ -187,6 +196,9 @@ def finetune(
         regression=regression, generative=generative, freeze_backbone=freeze_backbone, lora_rank=lora_rank,
         lora_alpha=lora_alpha, pooling=pooling, epochs=epochs, batch_size=batch_size, lr=lr,
         patience=patience, max_steps=max_steps, seed=seed, device=device, threads=threads, quiet=quiet,
+        label_field=label_field, variant_features=variant_features, window=window, edge=edge, check_ref=check_ref,
+        max_n_frac=max_n_frac, chrom_alias=chrom_alias,
+        holdout_chroms=[c for c in (holdout_chroms or "").split(",") if c],
     )
     with reported_errors():
         run_finetune(opts)

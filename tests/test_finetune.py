@@ -6,16 +6,18 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import torch
 
 import dnalm
 from dnalm import lora
 import janusdna
-from conftest import DATA
+from conftest import DATA, HG38
 from janus_cli.commands import finetune as ft
 from janus_cli.commands.predict import predict
 from janus_cli.engine.regions import RecordOptions
@@ -75,6 +77,10 @@ def test_binary_metrics_match_hand_computed_values():
     assert ft.auroc(true == 1, scores) == pytest.approx((6 + 5.5 + 4.5 + 4.5) / 24)
     assert ft.matthews_corrcoef(true, np.zeros(10, dtype=int)) == 0.0
     assert math.isnan(ft.auroc(np.ones(3, dtype=bool), np.array([0.1, 0.2, 0.3])))
+    # average precision, thresholds from the top: 0.9 (1 of 1 positive), 0.8 (2 of 3: one positive,
+    # one negative tied), 0.4 (4 of 6: two positives), then no more positives
+    assert ft.auprc(true == 1, scores) == pytest.approx((1 / 1 + 2 / 3 + 2 * 4 / 6) / 4)
+    assert ft.auprc(np.array([0, 1, 0, 1], dtype=bool), np.array([0.1, 0.9, 0.2, 0.8])) == pytest.approx(1.0)
 
 
 def test_multiclass_metrics_match_hand_computed_values():
@@ -313,3 +319,85 @@ def test_lora_finetuning_changes_only_the_target_layers(tiny_model, tmp_path):
     with pytest.raises(UsageError, match="--freeze-backbone"):
         ft.finetune(ft.FinetuneOptions(train=GUE / "train.csv", out=tmp_path / "both", model=str(tiny_model),
                                        lora_rank=2, freeze_backbone=True, max_steps=1, threads=1, quiet=True))
+
+
+# --- labelled variants ------------------------------------------------------------------------
+
+HG38_REGION = HG38
+
+
+@pytest.fixture(scope="module")
+def motif_variants(tmp_path_factory):
+    """The synthetic task of benchmarks/eqtl_synthetic.py at small size: pairs of SNVs at the same
+    site, the positive one creating a TATA box, the negative one not."""
+    sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+    from eqtl_synthetic import make_variants
+
+    table = make_variants(HG38_REGION, "chr21:22,000,001-23,000,000", pairs=160, window=16, seed=0)
+    path = tmp_path_factory.mktemp("variants") / "variants.tsv"
+    table.to_csv(path, sep="\t", index=False)
+    return path, table
+
+
+def test_a_variant_pair_head_learns_what_the_alt_allele_creates(motif_variants, tmp_path):
+    path, table = motif_variants
+    out = tmp_path / "pair"
+    metrics = ft.finetune(ft.FinetuneOptions(train=path, out=out, model="janusdna-d48-chr20", fasta=HG38_REGION,
+                                             window=16, epochs=2, batch_size=16, lr=1e-3, threads=1, quiet=True))
+    assert metrics["test_examples"] == (table["split"] == "test").sum()
+    assert metrics["test"]["auroc"] >= 0.8 and metrics["test"]["auprc"] >= 0.8
+    meta = json.loads((out / "head.json").read_text())
+    assert (meta["variant_features"], meta["variant_window"], meta["labels"]) == ("pair", 16, ["0", "1"])
+
+    # the REF windows of the two classes are the same, so a head on them alone is at chance
+    with Reference(HG38_REGION) as reference:
+        ref_windows = [reference.fetch("chr21", p - 1 - 8, p - 1 + 8) for p in table["pos"]]
+    ref_only = tmp_path / "ref_only.csv"
+    pd.DataFrame({"sequence": ref_windows, "label": table["label"], "split": table["split"]})[
+        table["split"] != "test"].to_csv(ref_only, index=False)
+    ref_test = tmp_path / "ref_test.csv"
+    pd.DataFrame({"sequence": ref_windows, "label": table["label"]})[table["split"] == "test"].to_csv(ref_test, index=False)
+    ref_metrics = ft.finetune(ft.FinetuneOptions(train=ref_only, test=ref_test, out=tmp_path / "ref", model="janusdna-d48-chr20",
+                                                 max_steps=3, threads=1, quiet=True))
+    assert ref_metrics["test"]["auroc"] == 0.5
+
+    # score-variants applies the pair head to a variant's REF and ALT windows together
+    vcf = tmp_path / "test.vcf"
+    test_rows = table[table["split"] == "test"].head(4)
+    vcf.write_text("##fileformat=VCFv4.2\n##contig=<ID=chr21>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n" + "".join(
+        f"chr21\t{r.pos}\t.\t{r.ref}\t{r.alt}\t.\t.\t.\n" for r in test_rows.itertuples()))
+    scored = tmp_path / "scored.parquet"
+    result = janus("score-variants", vcf, "--fasta", HG38_REGION, "--model", out, "--window", 16, "--scores", "llr",
+                   "--threads", 1, "-o", scored)
+    assert result.returncode == 0, result.stderr
+    columns = pq.read_schema(scored).names
+    assert "prob_1" in columns and "prob_1_ref" not in columns
+    finetuned = dnalm.load_finetuned(out)
+    first = test_rows.iloc[0]
+    with Reference(HG38_REGION) as reference:
+        ref_text = reference.fetch("chr21", first.pos - 1 - 8, first.pos - 1 + 8)
+    alt_text = ref_text[:8] + first.alt + ref_text[9:]
+    with torch.inference_mode():
+        pair = torch.stack([janusdna.encode(ref_text), janusdna.encode(alt_text)])[None]
+        expected = torch.softmax(finetuned.classifier.strand_averaged(pair), -1)[0, 1]
+    assert pq.read_table(scored).column("prob_1")[0].as_py() == pytest.approx(float(expected), abs=1e-5)
+
+
+def test_holdout_chroms_and_variant_input_errors(motif_variants, tmp_path):
+    path, table = motif_variants
+    with pytest.raises(UsageError, match="holds out every training variant"):
+        ft.finetune(ft.FinetuneOptions(train=path, out=tmp_path / "a", model="janusdna-d48-chr20", fasta=HG38_REGION,
+                                       window=16, holdout_chroms=["chr21"], max_steps=1, threads=1, quiet=True))
+    vcf = tmp_path / "labelled.vcf"
+    vcf.write_text("##fileformat=VCFv4.2\n##contig=<ID=chr21>\n"
+                   '##INFO=<ID=EQTL,Number=1,Type=Integer,Description="label">\n'
+                   "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n" + "".join(
+                       f"chr21\t{r.pos}\t.\t{r.ref}\t{r.alt}\t.\t.\tEQTL={r.label}\n" for r in table.head(40).itertuples()))
+    with pytest.raises(DataError, match="--label-field"):
+        ft.finetune(ft.FinetuneOptions(train=vcf, out=tmp_path / "b", model="janusdna-d48-chr20", fasta=HG38_REGION,
+                                       window=16, max_steps=1, threads=1, quiet=True))
+    metrics = ft.finetune(ft.FinetuneOptions(train=vcf, out=tmp_path / "c", model="janusdna-d48-chr20", fasta=HG38_REGION,
+                                             label_field="EQTL", variant_features="alt", window=16, max_steps=1,
+                                             threads=1, quiet=True))
+    assert metrics["train_examples"] == 40
+    assert json.loads((tmp_path / "c" / "head.json").read_text())["variant_features"] == "alt"

@@ -35,7 +35,8 @@ import functools
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,11 +52,16 @@ from ..engine.schedule import lr_at
 from ..errors import DataError, UsageError
 from ..io import intervals
 from ..io.fasta import Reference
-from ..io.sequences import BED, SEQUENCE_COLUMNS, detect_input_kind, find_column, read_table
+from ..engine.variant_windows import VariantPlacer, labelled_variants
+from ..io.chroms import ChromMatcher, read_alias_table
+from ..io.reference_config import resolve_fasta
+from ..io.sequences import BED, SEQUENCE_COLUMNS, detect_input_kind, find_column, is_variant_file, read_table
 
 LABEL_COLUMN = "label"
 BED_NAMED_COLUMNS = {"name": 4, "score": 5}
 PROGRESS_EVERY_S = 30.0
+DEFAULT_VARIANT_WINDOW = 256
+VARIANT_FEATURES = ("pair", "alt")
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -63,18 +69,28 @@ PROGRESS_EVERY_S = 30.0
 
 @dataclass
 class Examples:
-    """The sequences of one input file as token ids and their raw labels."""
+    """The sequences of one input file as token ids and their raw labels; for labelled variants
+    each example is its ALT window [L], or its REF and ALT windows [2, L] (--variant-features),
+    with its reference contig and its split (train, val, test or None)."""
 
     source: str
     ids: list[torch.Tensor]
     labels: pd.Series
+    contigs: list[str] | None = None
+    splits: list[str | None] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    def subset(self, keep: np.ndarray) -> "Examples":
+        rows = np.flatnonzero(keep)
+        pick = (lambda values: None if values is None else [values[i] for i in rows])
+        return Examples(self.source, pick(self.ids), self.labels.iloc[rows].reset_index(drop=True),
+                        pick(self.contigs), pick(self.splits))
+
     @property
     def lengths(self) -> np.ndarray:
-        return np.array([len(x) for x in self.ids], dtype=np.int64)
+        return np.array([x.shape[-1] for x in self.ids], dtype=np.int64)
 
 
 def read_examples(path: str | Path, seq_col: str | None = None, label_col: str | None = None,
@@ -96,6 +112,69 @@ def read_examples(path: str | Path, seq_col: str | None = None, label_col: str |
         raise DataError(f"{path}: row {missing[0] + 1}: missing label")
     ids = [_encode(seq, f"{path}: row {i + 1}") for i, seq in enumerate(table[seq_col])]
     return Examples(str(path), ids, labels)
+
+
+def is_variant_input(path: str | Path) -> bool:
+    """A VCF/BCF, or a table with chrom, pos, ref and alt columns and no sequence column."""
+    if is_variant_file(path):
+        return True
+    if str(path) == "-" or detect_input_kind(path) != "table":
+        return False
+    columns = {str(c).lower() for c in read_table(path, text=True).columns}
+    return {"chrom", "pos", "ref", "alt"} <= columns and not columns & set(SEQUENCE_COLUMNS)
+
+
+def read_variant_examples(path: str | Path, placer: VariantPlacer, opts: "FinetuneOptions", say) -> Examples:
+    """Labelled variants as examples: each variant placed and checked as score-variants does (the
+    same skip reasons, counted on stderr), its ALT window, or REF and ALT windows (pair)."""
+    ids, labels, contigs, splits, skipped = [], [], [], [], Counter()
+    for found, split in labelled_variants(path, opts.label_field, opts.label_col):
+        placed = placer.place(found)
+        if isinstance(placed, str):
+            skipped[placed] += 1
+            continue
+        if found.info is None or (isinstance(found.info, float) and math.isnan(found.info)):
+            raise DataError(f"{path}: record {found.record_number} ({found.chrom}:{found.pos}): no label"
+                            + (f" (INFO {opts.label_field})" if opts.label_field else ""))
+        alt = _encode(placed.alt_text, f"{path}: record {found.record_number}")
+        ids.append(torch.stack([_encode(placed.ref_text, str(path)), alt]) if opts.variant_features == "pair" else alt)
+        labels.append(str(found.info))
+        contigs.append(placer.matcher(found.chrom))
+        splits.append(split)
+    skips = ", ".join(f"{reason} {n}" for reason, n in sorted(skipped.items())) or "none"
+    say(f"finetune: {path}: {len(ids) + sum(skipped.values())} variants, {len(ids)} used; skipped: {skips}")
+    if not ids:
+        raise DataError(f"{path}: no variant could be used (skipped: {skips})")
+    return Examples(str(path), ids, pd.Series(labels), contigs, splits)
+
+
+def read_variant_splits(opts: "FinetuneOptions", say) -> dict[str, Examples]:
+    """train (and val, test) examples of labelled variants: --val/--test files, else the training
+    file's split column; --holdout-chroms moves the training variants on those contigs to test."""
+    aliases = read_alias_table(opts.chrom_alias) if opts.chrom_alias else {}
+    with Reference(resolve_fasta(opts.fasta)) as reference:
+        matcher = ChromMatcher(reference.lengths, aliases)
+        placer = VariantPlacer(reference, matcher, opts.window or DEFAULT_VARIANT_WINDOW, opts.edge, opts.check_ref,
+                               opts.max_n_frac, opts.train)
+        train = read_variant_examples(opts.train, placer, opts, say)
+        parts = {"train": train}
+        splits = np.array(train.splits, dtype=object)
+        if any(s is not None for s in train.splits):
+            parts = {name: train.subset(splits == name) for name in ("train", "val", "test")}
+        if opts.holdout_chroms:
+            held = {matcher(c) or c for c in opts.holdout_chroms}
+            on_held = np.array([c in held for c in parts["train"].contigs])
+            if on_held.all() or not on_held.any():
+                raise UsageError(f"--holdout-chroms {','.join(opts.holdout_chroms)}: holds out "
+                                 f"{'every' if on_held.all() else 'no'} training variant")
+            parts["test"] = parts["train"].subset(on_held)
+            parts["train"] = parts["train"].subset(~on_held)
+        for name, path in (("val", opts.val), ("test", opts.test)):
+            if path:
+                placer.source = path
+                parts[name] = read_variant_examples(path, placer, opts, say)
+        placer.summarise_warnings()
+    return {name: examples for name, examples in parts.items() if len(examples)}
 
 
 def _encode(sequence, where: str) -> torch.Tensor:
@@ -194,6 +273,22 @@ def auroc(is_positive: np.ndarray, scores: np.ndarray) -> float:
     return float((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def auprc(is_positive: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the precision-recall curve as average precision: the precision at each distinct
+    score threshold, weighted by the recall it adds (tied scores form one threshold); NaN
+    without positives."""
+    is_positive = is_positive.astype(bool)
+    if not is_positive.any():
+        return float("nan")
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores, hits = scores[order], is_positive[order]
+    last_of_threshold = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(scores) - 1]
+    true_positives = np.cumsum(hits)[last_of_threshold]
+    precision = true_positives / (last_of_threshold + 1)
+    recall_gain = np.diff(np.r_[0, true_positives]) / is_positive.sum()
+    return float((precision * recall_gain).sum())
+
+
 def classification_metrics(true: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     """true: class indices [N]; probs: class probabilities [N, K]."""
     pred = probs.argmax(1)
@@ -205,6 +300,7 @@ def classification_metrics(true: np.ndarray, probs: np.ndarray) -> dict[str, flo
     }
     if probs.shape[1] == 2:
         metrics["auroc"] = auroc(true == 1, probs[:, 1])
+        metrics["auprc"] = auprc(true == 1, probs[:, 1])
     return metrics
 
 
@@ -307,6 +403,15 @@ class FinetuneOptions:
     freeze_backbone: bool = False
     lora_rank: int | None = None  # LoRA adapters on the backbone's lora_targets instead of training it all
     lora_alpha: float | None = None  # None: 2 x lora_rank
+    # labelled variants (a VCF with --label-field, or a chrom,pos,ref,alt,label table) instead of sequences
+    label_field: str | None = None
+    variant_features: str = "pair"  # "alt": the ALT window; "pair": REF and ALT windows, head on [ref, alt, alt - ref]
+    window: int | None = None  # variant windows, bp (default DEFAULT_VARIANT_WINDOW)
+    edge: str = "pad"
+    check_ref: str = "skip"
+    max_n_frac: float = 0.1
+    chrom_alias: Path | None = None
+    holdout_chroms: list[str] = field(default_factory=list)  # test set: the training variants on these
     pooling: str | None = None  # None: the architecture's default pooling
     epochs: int = 10
     batch_size: int = 32
@@ -332,7 +437,8 @@ def selection_score(task: Task, metrics: dict[str, float]) -> float:
     return -metrics["mse"] if task.regression else metrics["mcc"]
 
 
-def build_model(opts: FinetuneOptions, task: Task, device: torch.device) -> tuple[SequenceClassifier, dict]:
+def build_model(opts: FinetuneOptions, task: Task, device: torch.device,
+                variant_pair: bool = False) -> tuple[SequenceClassifier, dict]:
     """(backbone + a zero-initialised head, the backbone's provenance). A zero head starts from
     uniform probabilities (regression: from the training mean)."""
     try:
@@ -340,7 +446,7 @@ def build_model(opts: FinetuneOptions, task: Task, device: torch.device) -> tupl
     except dnalm.CheckpointError as exc:
         raise UsageError(f"--model: {exc}") from None
     try:
-        model = SequenceClassifier(backbone, task.n_outputs, opts.pooling)
+        model = SequenceClassifier(backbone, task.n_outputs, opts.pooling, variant_pair=variant_pair)
     except ValueError as exc:
         raise UsageError(f"--pooling: {exc}") from None
     torch.nn.init.zeros_(model.head.weight)
@@ -379,9 +485,10 @@ def make_optimizer(model: SequenceClassifier, opts: FinetuneOptions, lr: float) 
 
 
 def random_strands(ids: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """Each sequence of the batch, or with probability 1/2 its reverse complement."""
-    flip = torch.from_numpy(rng.random(len(ids)) < 0.5)
-    return torch.where(flip[:, None], reverse_complement(ids), ids)
+    """Each example of the batch (a sequence, or a variant's REF and ALT windows together), or with
+    probability 1/2 its reverse complement."""
+    flip = torch.from_numpy(rng.random(len(ids)) < 0.5).view(-1, *[1] * (ids.dim() - 1))
+    return torch.where(flip, reverse_complement(ids), ids)
 
 
 def finetune(opts: FinetuneOptions) -> dict:
@@ -403,14 +510,24 @@ def finetune(opts: FinetuneOptions) -> dict:
     device = resolve_device(opts.device)
     say = (lambda message: None) if opts.quiet else log
 
-    read = functools.partial(read_examples, seq_col=opts.seq_col, label_col=opts.label_col, fasta=opts.fasta)
-    train = read(opts.train)
+    variants = is_variant_input(opts.train)
+    if variants:
+        if opts.variant_features not in VARIANT_FEATURES:
+            raise UsageError(f"--variant-features {opts.variant_features!r}: choose {' or '.join(VARIANT_FEATURES)}")
+        held_out = read_variant_splits(opts, say)
+        train = held_out.pop("train")
+    else:
+        read = functools.partial(read_examples, seq_col=opts.seq_col, label_col=opts.label_col, fasta=opts.fasta)
+        train = read(opts.train)
+        held_out = {split: read(path) for split, path in (("val", opts.val), ("test", opts.test)) if path}
     task = task_from_training(train, opts.regression)
     train_targets = task_targets(task, train)
-    held_out = {split: read(path) for split, path in (("val", opts.val), ("test", opts.test)) if path}
     held_out_targets = {split: task_targets(task, examples) for split, examples in held_out.items()}
 
-    model, provenance = build_model(opts, task, device)
+    model, provenance = build_model(opts, task, device, variant_pair=variants and opts.variant_features == "pair")
+    window = opts.window or DEFAULT_VARIANT_WINDOW
+    if variants and window > model.backbone.max_seq_len:
+        raise UsageError(f"--window {window}: longer than the model's max_seq_len {model.backbone.max_seq_len}")
     peak_lr = opts.lr if opts.lr is not None else default_lr(opts)
     optimizer = make_optimizer(model, opts, peak_lr)
     rng = np.random.default_rng(opts.seed)
@@ -453,7 +570,9 @@ def finetune(opts: FinetuneOptions) -> dict:
     if opts.lora_rank:
         lora.merge_lora(model.backbone)  # the saved backbone is a plain model with the adapters folded in
         options["lora_alpha"] = lora_alpha(opts)
+    trained_on = {"variant_features": opts.variant_features, "variant_window": window, "edge": opts.edge} if variants else {}
     dnalm.save_finetuned(model, task, out, strands="outputs averaged over the sequence and its reverse complement",
+                         **trained_on,
                          backbone=provenance, finetune={**options, "lr": peak_lr})
     (out / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2) + "\n")
     say(f"finetune: wrote {out}")

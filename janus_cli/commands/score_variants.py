@@ -108,20 +108,35 @@ class ScoreOptions(InferenceOptions):
 
 @dataclass
 class FinetunedHead:
-    """A classification or regression head from `janus finetune`, applied to pooled windows."""
+    """A classification or regression head from `janus finetune`, applied to pooled windows: a
+    sequence head to the REF and the ALT window each, a variant-pair head to the two together."""
 
-    head: torch.nn.Linear
+    classifier: dnalm.SequenceClassifier
     task: dnalm.Task
     pooling: str
 
     def columns(self) -> list[str]:
         names = ["prediction"] if self.task.regression else [f"prob_{label}" for label in self.task.labels]
+        if self.classifier.variant_pair:
+            return names
         return [f"{name}_{which}" for name in names for which in ("ref", "alt", "diff")]
 
-    def outputs(self, pooled: torch.Tensor) -> np.ndarray:
-        """[N, d] pooled hidden states -> [N, outputs] probabilities (or predicted values)."""
+    def scores(self, pooled: torch.Tensor) -> dict[str, float]:
+        """The head's columns for one variant from its pooled REF and ALT windows [2, d]."""
+        if self.classifier.variant_pair:
+            return dict(zip(self.columns(), map(float, self.outputs(self.classifier.head_input(pooled))[0])))
+        ref_values, alt_values = self.outputs(pooled)
+        found = {}
+        for j, name in enumerate(self.columns()[::3]):
+            base = name[:-len("_ref")]
+            found |= {f"{base}_ref": float(ref_values[j]), f"{base}_alt": float(alt_values[j]),
+                      f"{base}_diff": float(alt_values[j] - ref_values[j])}
+        return found
+
+    def outputs(self, head_input: torch.Tensor) -> np.ndarray:
+        """[N, head inputs] -> [N, outputs] probabilities (or predicted values)."""
         with torch.inference_mode():
-            raw = self.head(pooled).float().numpy()
+            raw = self.classifier.head(head_input).float().numpy()
         if self.task.regression:
             return self.task.unstandardise(raw)
         exp = np.exp(raw - raw.max(1, keepdims=True))
@@ -249,7 +264,7 @@ def load_scoring_model(model_ref: str | None):
         finetuned = dnalm.load_finetuned(model_ref)
         backbone = finetuned.classifier.backbone
         pooling = finetuned.meta.get("pooling", backbone.default_pooling)
-        return model_ref, backbone, FinetunedHead(finetuned.classifier.head, finetuned.task, pooling)
+        return model_ref, backbone, FinetunedHead(finetuned.classifier, finetuned.task, pooling)
     return model_ref, dnalm.load(model_ref), None
 
 
@@ -270,9 +285,11 @@ def info_description(column: str) -> str:
         score, strand = column[:-4], {"_fwd": ", forward strand", "_rev": ", reverse-complement strand"}[column[-4:]]
     if score in SCORE_DESCRIPTIONS:
         return SCORE_DESCRIPTIONS[score] + strand
-    output, which = score.rsplit("_", 1)
-    windows_text = {"ref": "on the REF window", "alt": "on the ALT window", "diff": "ALT minus REF window"}[which]
-    return f"finetuned head {output} {windows_text}{strand}"
+    output, _, which = score.rpartition("_")
+    windows_text = {"ref": "on the REF window", "alt": "on the ALT window", "diff": "ALT minus REF window"}
+    if which not in windows_text:
+        return f"finetuned variant head {score}, from the REF and ALT windows together{strand}"
+    return f"finetuned head {output} {windows_text[which]}{strand}"
 
 
 def checked_chunks(variants: Iterable[Variant], matcher: ChromMatcher, source) -> Iterator[list[Variant]]:
@@ -426,14 +443,10 @@ def variant_scores(variant: Variant, placed: Windows, ref_out: torch.Tensor | No
             ref_pooled, alt_pooled = pooled(run.embedding_pooling)
             scores["emb_cosine"] = float(torch.nn.functional.cosine_similarity(ref_pooled, alt_pooled, dim=0))
             scores["emb_l2"] = float((ref_pooled - alt_pooled).norm())
-        head = run.head
-        if head is not None:
-            ref_values, alt_values = head.outputs(pooled(head.pooling))
-            for j, name in enumerate(head.columns()[::3]):
-                base = name[:-len("_ref")]
-                scores[f"{base}_ref"], scores[f"{base}_alt"] = float(ref_values[j]), float(alt_values[j])
-                scores[f"{base}_diff"] = float(alt_values[j] - ref_values[j])
-    return {name: value for name, value in scores.items() if name in wanted or name.startswith(("prob_", "prediction_"))}
+        if run.head is not None:
+            scores |= run.head.scores(pooled(run.head.pooling))
+    head_columns = set(run.head.columns()) if run.head else set()
+    return {name: value for name, value in scores.items() if name in wanted or name in head_columns}
 
 
 def sequence_log_likelihood(logp: torch.Tensor, text: str) -> float:

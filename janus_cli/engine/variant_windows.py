@@ -14,11 +14,15 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from pathlib import Path
+from typing import Iterator
+
 from ..errors import DataError
 from ..io import windows
 from ..io.chroms import ChromMatcher
 from ..io.fasta import Reference
-from ..io.variants import VARIANT_SKIP_REASONS, Variant
+from ..io.sequences import find_column, is_variant_file, read_table
+from ..io.variants import VARIANT_SKIP_REASONS, Variant, read_variants, variant
 from .runtime import log
 
 CHECK_REF_MODES = ("skip", "warn", "error")
@@ -108,3 +112,37 @@ class VariantPlacer:
     def summarise_warnings(self):
         if self.warnings[SKIP_REF_MISMATCH] > MAX_WARNINGS:
             log(f"janus: warning: {self.warnings[SKIP_REF_MISMATCH]} REF mismatches in all (first {MAX_WARNINGS} shown)")
+
+
+SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val", "test": "test"}
+
+
+def labelled_variants(path: str | Path, label_field: str | None, label_col: str | None
+                      ) -> Iterator[tuple[Variant, str | None]]:
+    """(variant with its label in .info, split or None) of a VCF/BCF whose INFO field label_field
+    holds the label, or of a table with chrom, pos (1-based), ref, alt, label (or label_col) and
+    an optional split column (train, val or test)."""
+    if is_variant_file(path):
+        if not label_field:
+            raise DataError(f"{path}: a VCF of training variants needs --label-field, the INFO field holding the label")
+        for found in read_variants(path, info_field=label_field):
+            yield found, None
+        return
+    table = read_table(path, text=True)
+    columns = {name: find_column(table, path, None, (name,), "the header (a table of variants has chrom, pos, ref, "
+                                                            "alt and label columns)")
+               for name in ("chrom", "pos", "ref", "alt")}
+    label = find_column(table, path, label_col, ("label",), "--label-col")
+    split = "split" if "split" in table.columns else None
+    for row, record in enumerate(table.to_dict("records"), 1):
+        try:
+            pos = int(record[columns["pos"]])
+        except ValueError:
+            raise DataError(f"{path}: row {row}: pos {record[columns['pos']]!r} is not a 1-based position") from None
+        where = None
+        if split:
+            where = SPLIT_NAMES.get(str(record[split]).lower())
+            if where is None:
+                raise DataError(f"{path}: row {row}: split {record[split]!r}: use train, val or test")
+        yield variant(str(record[columns["chrom"]]), pos, str(record[columns["ref"]]), str(record[columns["alt"]]), row,
+                      info=record[label]), where

@@ -56,6 +56,12 @@ def detect_input_kind(path: str | Path) -> str:
     raise DataError(f"{path}: no BED records or sequences (the input is empty); expected {INPUT_KINDS_TEXT}")
 
 
+def is_variant_file(path: str | Path) -> bool:
+    """Whether the input is a VCF (plain or bgzipped) or a BCF, from its first bytes."""
+    head = _peek(path)
+    return head.startswith((b"##fileformat=VCF", b"BCF\x02"))
+
+
 def _peek(path: str | Path) -> bytes:
     """The first bytes of the input, decompressed if gzipped."""
     if str(path) == "-":

@@ -48,22 +48,34 @@ class Variant:
     alt_index: int  # 1-based index of this ALT in the record's ALT list; 0 when ALT is '.'
     record_number: int  # 1-based number of the data record in the file, for messages
     skip_reason: str | None  # one of VARIANT_SKIP_REASONS, or None when the variant can be scored
+    info: object = None  # the value of the INFO field read_variants was asked for (per ALT for Number=A)
 
 
-def read_variants(path: str | Path, region: tuple[str, int, int | None] | None = None) -> Iterator[Variant]:
+def variant(chrom: str, pos: int, ref: str, alt: str, record_number: int, variant_id: str = ".",
+            info: object = None) -> Variant:
+    """A Variant from the fields of a table row, upper-cased and checked as VCF alleles are."""
+    ref, alt = ref.upper(), alt.upper()
+    return Variant(chrom, pos, variant_id, ref, alt, 1, record_number, _skip_reason(ref, alt), info)
+
+
+def read_variants(path: str | Path, region: tuple[str, int, int | None] | None = None,
+                  info_field: str | None = None) -> Iterator[Variant]:
     """Every ALT allele of a VCF or BCF file ('-' is stdin), in file order, or only of the records
     overlapping region (chrom, 0-based start, end or None; needs an index); multi-allelic records
-    give one Variant per ALT. Sample columns are not read."""
+    give one Variant per ALT. Sample columns are not read; info_field's value goes to
+    Variant.info (the ALT's own for a per-ALT field; None where the record lacks it)."""
     for record_number, record in _records(path, region):
         chrom, pos, variant_id, ref = record.chrom, record.pos, record.id or ".", record.ref.upper()
+        info = record.info.get(info_field) if info_field else None
         if not record.alts:
-            yield Variant(chrom, pos, variant_id, ref, ".", 0, record_number, NO_ALT)
+            yield Variant(chrom, pos, variant_id, ref, ".", 0, record_number, NO_ALT, info)
             continue
         for alt_index, alt in enumerate(record.alts, 1):
             reason = _skip_reason(ref, alt.upper())
             if reason != SYMBOLIC_ALLELE:
                 alt = alt.upper()
-            yield Variant(chrom, pos, variant_id, ref, alt, alt_index, record_number, reason)
+            value = info[alt_index - 1] if isinstance(info, tuple) and len(info) == len(record.alts) else info
+            yield Variant(chrom, pos, variant_id, ref, alt, alt_index, record_number, reason, value)
 
 
 def count_variants(path: str | Path, region: tuple[str, int, int | None] | None = None) -> int | None:

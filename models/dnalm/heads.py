@@ -79,24 +79,39 @@ def softmax(outputs: np.ndarray) -> np.ndarray:
 
 
 class SequenceClassifier(nn.Module):
-    """Backbone -> pooled embedding (by default the architecture's default pooling) -> linear head."""
+    """Backbone -> pooled embedding (by default the architecture's default pooling) -> linear head.
 
-    def __init__(self, backbone: DNALM, n_outputs: int, pooling: str | None = None):
+    With variant_pair, an example is a variant's REF and ALT windows, ids [B, 2, L]; both are
+    pooled and the head sees [ref, alt, alt - ref] (3 x d_model)."""
+
+    def __init__(self, backbone: DNALM, n_outputs: int, pooling: str | None = None, variant_pair: bool = False):
         super().__init__()
         self.pooling = pooling or backbone.default_pooling
         if self.pooling not in backbone.poolings:
             raise ValueError(f"pooling {self.pooling!r}: a {backbone.arch} model pools by {', '.join(backbone.poolings)}")
         self.backbone = backbone
-        self.head = nn.Linear(backbone.d_model, n_outputs)
+        self.variant_pair = variant_pair
+        self.head = nn.Linear(backbone.d_model * (3 if variant_pair else 1), n_outputs)
+
+    def head_input(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Pooled windows [B, d] (a variant pair: [2B, d], REF and ALT of each in turn) -> the
+        head's input [B, d] or [B, 3d]."""
+        if not self.variant_pair:
+            return pooled
+        ref, alt = pooled.view(-1, 2, pooled.shape[-1]).unbind(1)
+        return torch.cat([ref, alt, alt - ref], -1)
+
+    def _windows(self, ids: torch.Tensor) -> torch.Tensor:
+        return ids.flatten(0, 1) if self.variant_pair else ids
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        """ids [B, L] -> outputs [B, n_outputs] (float32)."""
-        return self.head(self.backbone.sequence_embedding(ids, self.pooling)).float()
+        """ids [B, L] (a variant pair: [B, 2, L]) -> outputs [B, n_outputs] (float32)."""
+        return self.head(self.head_input(self.backbone.sequence_embedding(self._windows(ids), self.pooling))).float()
 
     def forward_with_aux(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(outputs, the backbone's auxiliary loss)."""
-        pooled, aux = self.backbone.sequence_embedding_with_aux(ids, self.pooling)
-        return self.head(pooled).float(), aux
+        pooled, aux = self.backbone.sequence_embedding_with_aux(self._windows(ids), self.pooling)
+        return self.head(self.head_input(pooled)).float(), aux
 
     def strand_averaged(self, ids: torch.Tensor) -> torch.Tensor:
         """Mean of the outputs for the sequences and their reverse complements (one forward pass)."""
@@ -137,7 +152,8 @@ def load_finetuned(model_dir: str | Path, device: str | torch.device = "cpu") ->
     if meta.get("format") != HEAD_FORMAT or meta.get("format_version") != HEAD_FORMAT_VERSION:
         raise CheckpointError(f"{meta_path}: not a {HEAD_FORMAT} version {HEAD_FORMAT_VERSION} file")
     task = Task.from_meta(meta)
-    classifier = SequenceClassifier(load(model_dir, device=device), task.n_outputs, meta.get("pooling"))
+    classifier = SequenceClassifier(load(model_dir, device=device), task.n_outputs, meta.get("pooling"),
+                                    variant_pair=meta.get("variant_features") == "pair")
     try:
         classifier.head.load_state_dict(load_file(str(model_dir / HEAD_WEIGHTS_FILE), device=str(device)))
     except (OSError, RuntimeError) as exc:
