@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,9 @@ def subset(source: Path, n: int | None, seed: int, target: Path) -> Path:
     table = pd.read_csv(source)
     if n is not None and n < len(table):
         table = table.sample(n=n, random_state=seed)
-    table.to_csv(target, index=False)
+    partial = target.with_name(f".{target.name}.{os.getpid()}")  # rows may start at once: publish by rename
+    table.to_csv(partial, index=False)
+    partial.replace(target)
     return target
 
 

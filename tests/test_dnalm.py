@@ -100,6 +100,7 @@ def test_every_preset_is_named_after_its_architecture_and_listed():
     assert all(entry["name"].startswith(entry["arch"] + "-") for entry in listed)
     shipped = [entry for entry in listed if entry["kind"] == "shipped"]
     assert {"name": dnalm.DEFAULT_MODEL, "arch": "janusdna", "kind": "shipped", "parameters": 4_011_200} in shipped
+    assert {entry["arch"] for entry in shipped} == {"janusdna", "hybridna", "mergedna"}  # one shipped model each
     d144 = next(entry for entry in presets if entry["name"] == "janusdna-d144")
     assert d144["parameters"] == 35_533_376  # the paper's Table 4 (without final_mlp)
 
