@@ -340,7 +340,8 @@ def likelihood(
         "  janus score-variants eqtl.vcf | head\n\n"
         "  janus score-variants calls.vcf.gz --fasta hg38.fa --scores llr,delta_pll -o scores.parquet\n\n"
         "  bcftools view -r chr21 calls.bcf | janus score-variants - --window 512 -o chr21.scores.vcf.gz\n\n"
-        "  janus score-variants calls.vcf.gz --model promoters/ -o promoter_effects.parquet   (finetuned head)"
+        "  janus score-variants calls.vcf.gz --model promoters/ -o promoter_effects.parquet   (finetuned head)\n\n"
+        "  janus score-variants calls.vcf.gz --model eqtl_head/ --window 1024 -o eqtl_scores.vcf.gz   (variant head)"
     ),
 )
 def score_variants(
@@ -351,7 +352,7 @@ def score_variants(
                             help="Output file: .parquet (default), .tsv, .vcf.gz (bgzipped, tabix-indexed, scores as INFO), or - for TSV on stdout (default: TSV on stdout)."),
     fasta: Path = FASTA,
     model: str = typer.Option(None, "--model", show_default=False,
-                              help="Model directory or shipped model name; a janus finetune directory adds its head's probabilities (default: the shipped default model)."),
+                              help="Model directory or shipped model name; a janus finetune directory adds its head's probabilities: prob_<label>_ref/_alt/_diff for a sequence head, prob_<label> per variant for a head finetuned on labelled variants with --variant-features pair (default: the shipped default model)."),
     window: int = typer.Option(None, "--window", show_default=False,
                                help="Length in bp of the reference and alternative windows around each variant (default: 256, at most the model's max_seq_len)."),
     scores: str = typer.Option(",".join(("llr", "ref_logp", "alt_logp", "delta_pll", "emb_cosine", "emb_l2")), "--scores", show_default=False,

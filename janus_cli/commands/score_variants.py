@@ -32,9 +32,11 @@ embedding scores and a head use the unmasked windows.
 llr, ref_logp, alt_logp and delta_pll need a model that predicts each base without seeing it
 (JanusDNA: from both sides; a causal model: from the left, so delta_pll is then an exact
 log-likelihood difference); the embedding scores work with every architecture.
-- With a model from `janus finetune`: its head's class probabilities for both windows,
+- With a model from `janus finetune`: a sequence head's class probabilities for both windows,
   prob_<label>_ref, prob_<label>_alt and prob_<label>_diff = alt - ref (prediction_ref/_alt/_diff
-  for a regression head).
+  for a regression head); a variant-pair head (finetuned on labelled variants with
+  --variant-features pair) gives prob_<label> (prediction) per variant, from the REF and ALT
+  windows together.
 With --rc avg both strands are combined (hidden states averaged, base probabilities averaged);
 --rc both also writes every score per strand (<score>_fwd, <score>_rev).
 
