@@ -130,18 +130,21 @@ def test_require_names_the_architecture_and_what_to_use_instead():
         dnalm.require(model, "generation", "janus generate")
 
 
-LACKING_PER_BASE_PREDICTION = [name for name, arch in dnalm.architectures().items()
-                               if "per_base_prediction" not in arch.model_class.capabilities()]
+LACKING_GENERATION = [name for name, arch in dnalm.architectures().items()
+                      if "generation" not in arch.model_class.capabilities()]
 
 
-@pytest.mark.parametrize("arch_name", LACKING_PER_BASE_PREDICTION)
+def test_every_architecture_predicts_bases_and_some_cannot_generate():
+    assert all("per_base_prediction" in arch.model_class.capabilities() for arch in dnalm.architectures().values())
+    assert set(LACKING_GENERATION) == {"janusdna", "mergedna"}
+
+
+@pytest.mark.parametrize("arch_name", LACKING_GENERATION)
 def test_commands_refuse_what_an_architecture_cannot_do_with_exit_2(tmp_path, arch_name):
     arch = dnalm.architecture(arch_name)
     smallest = min(arch.presets, key=lambda name: arch.presets[name].d_model)
     model_dir = dnalm.save(dnalm.from_preset(smallest, seed=0), tmp_path / "m")
-    seqs = tmp_path / "s.fa"
-    seqs.write_text(">a\n" + "ACGT" * 16 + "\n")
-    result = janus("likelihood", seqs, "--model", model_dir, "--mutagenesis")
+    result = janus("generate", "--model", model_dir, "--length", 8, "--beam", 2)
     assert result.exit_code == 2
     assert f"{arch_name} models do not" in result.stderr and result.stderr.count("\n") == 1
 
