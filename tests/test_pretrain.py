@@ -110,7 +110,8 @@ def _torchrun(args, env, port):
     assert run.returncode == 0, run.stderr[-3000:]
 
 
-@pytest.mark.parametrize("config, parallel", [(TINY, "ddp"), (TINY_HYBRIDNA, "fsdp")], ids=["janusdna-ddp", "hybridna-fsdp"])
+@pytest.mark.parametrize("config, parallel", [(TINY, "ddp"), pytest.param(TINY_HYBRIDNA, "fsdp", marks=pytest.mark.slow)],
+                         ids=["janusdna-ddp", "hybridna-fsdp"])
 def test_two_processes_train_the_same_model_as_one(tmp_path, config, parallel):
     """torchrun with 2 gloo processes x batch 2 (DDP, or FSDP sharding every weight) == 1 process x
     batch 2 x grad-accum 2; under FSDP a resumed run also ends where the uninterrupted one does."""

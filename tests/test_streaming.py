@@ -35,18 +35,24 @@ def run_metadata(path):
     return {k: v for k, v in pq.read_schema(path).metadata.items() if k not in RUN_METADATA_EXCLUDED}
 
 
+@pytest.fixture(scope="module", params=["janusdna", pytest.param("hybridna", marks=pytest.mark.slow)])
+def streaming_model_dir(request, tiny_model_dir, tiny_hybridna_dir):
+    """Each architecture's tiny model; HybriDNA's runs of these multi-process tests are slow checks."""
+    return {"janusdna": tiny_model_dir, "hybridna": tiny_hybridna_dir}[request.param]
+
+
 @pytest.fixture(scope="module")
-def single_run(model_dir_of_each_arch, tmp_path_factory):
+def single_run(streaming_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("single") / "scores.parquet"
-    assert janus(*score_args(model_dir_of_each_arch, "-o", out)).exit_code == 0
+    assert janus(*score_args(streaming_model_dir, "-o", out)).exit_code == 0
     return out
 
 
-def test_shards_merge_back_into_the_single_run(tmp_path, model_dir_of_each_arch, single_run):
+def test_shards_merge_back_into_the_single_run(tmp_path, streaming_model_dir, single_run):
     shards = []
     for i in (1, 2, 3):
         shards.append(tmp_path / f"shard{i}.parquet")
-        result = janus(*score_args(model_dir_of_each_arch, "--shard", f"{i}/3", "-o", shards[-1]))
+        result = janus(*score_args(streaming_model_dir, "--shard", f"{i}/3", "-o", shards[-1]))
         assert result.exit_code == 0, result.output
     held = [[chunk for chunk, _ in json.loads(pq.read_schema(s).metadata[b"janus_chunks"])] for s in shards]
     assert held == [[0, 3], [1], [2]]
@@ -76,10 +82,10 @@ def test_shard_option_is_checked():
             parse_shard(bad)
 
 
-def test_two_torchrun_processes_write_what_one_process_writes(tmp_path, model_dir_of_each_arch, single_run):
+def test_two_torchrun_processes_write_what_one_process_writes(tmp_path, streaming_model_dir, single_run):
     out = tmp_path / "scores.parquet"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29547",
-               "-m", "janus_cli", *map(str, score_args(model_dir_of_each_arch, "-o", out))]
+               "-m", "janus_cli", *map(str, score_args(streaming_model_dir, "-o", out))]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert pq.read_table(out).equals(pq.read_table(single_run))
@@ -89,8 +95,8 @@ def test_two_torchrun_processes_write_what_one_process_writes(tmp_path, model_di
     assert not (tmp_path / ".scores.parquet.partial").exists()
 
 
-def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, model_dir_of_each_arch, monkeypatch):
-    args = score_args(model_dir_of_each_arch, "--window", 96, "--scores", "llr,delta_pll")  # about 4 s per chunk
+def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, streaming_model_dir, monkeypatch):
+    args = score_args(streaming_model_dir, "--window", 96, "--scores", "delta_pll")  # seconds per chunk
     out = tmp_path / "scores.parquet"
     partial = tmp_path / ".scores.parquet.partial"
     process = subprocess.Popen([sys.executable, "-m", "janus_cli", *map(str, args), "-o", str(out)],
