@@ -1,4 +1,5 @@
-"""Mamba-1 selective scan: a sequential reference and a fast chunked CPU version.
+"""Mamba-1 selective scan: a sequential reference, a fused C kernel for CPU and a chunked
+pure-PyTorch version (the fallback where the C kernel cannot be built).
 
 For each batch row, with state h[d, n] starting at zero:
 
@@ -11,12 +12,17 @@ Shapes are batch-first: u, delta, z are [batch, L, D_in]; B, C are [batch, L, N]
 caller). Everything is computed in float32 and the output has u's dtype.
 """
 
+import ctypes
+import functools
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from dnalm import native
 
 try:
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as _mamba_selective_scan_fn
@@ -57,8 +63,20 @@ def selective_scan_chunked(
     return (torch.addcmul(y, D.float(), u) * F.silu(z)).to(dtype)
 
 
+def selective_scan_native(u, delta, A, B, C, D, z) -> Tensor:
+    """Fused C kernel (selective_scan.c), equal to `selective_scan_ref` up to float32 rounding,
+    with autograd support. Each row's result is independent of its batch mates and of the
+    number of threads. Needs `native_scan_available()`."""
+    return _NativeScan.apply(u.float(), delta.float(), A.float(), B.float(), C.float(), D.float(), z.float()).to(u.dtype)
+
+
+def native_scan_available() -> bool:
+    return _native_library() is not None
+
+
 def selective_scan(u, delta, A, B, C, D, z) -> Tensor:
-    """Use mamba-ssm's CUDA kernel for CUDA tensors when it is installed, else the chunked scan."""
+    """mamba-ssm's CUDA kernel for CUDA tensors when it is installed; on CPU the fused C kernel,
+    or the chunked scan where it cannot be built."""
     if u.is_cuda and _mamba_selective_scan_fn is not None:
         out = _mamba_selective_scan_fn(
             u.transpose(1, 2),
@@ -72,7 +90,79 @@ def selective_scan(u, delta, A, B, C, D, z) -> Tensor:
             delta_softplus=False,
         )
         return out.transpose(1, 2)
+    if u.device.type == "cpu" and native_scan_available():
+        return selective_scan_native(u, delta, A, B, C, D, z)
     return selective_scan_chunked(u, delta, A, B, C, D, z)
+
+
+@functools.cache
+def _native_library():
+    library = native.load(Path(__file__).with_name("selective_scan.c"))
+    if library is not None:
+        sizes, pointer = [ctypes.c_int64] * 4, ctypes.c_void_p
+        library.janus_scan_forward.argtypes = [*sizes, *[pointer] * 14, ctypes.c_int]
+        library.janus_scan_backward.argtypes = [*sizes, *[pointer] * 12, ctypes.c_int]
+    return library
+
+
+def _pointers(*tensors: Tensor | None) -> list[ctypes.c_void_p]:
+    return [ctypes.c_void_p(None if t is None else t.data_ptr()) for t in tensors]
+
+
+def _strides(x: Tensor, dims: int) -> Tensor:
+    """The first `dims` strides of x, for the C kernel; kept alive by the caller during the call."""
+    return torch.tensor(x.stride()[:dims], dtype=torch.int64)
+
+
+def _check(status: int) -> None:
+    if status:
+        raise MemoryError("selective scan: the C kernel could not allocate its state")
+
+
+class _NativeScan(torch.autograd.Function):
+    """The whole of selective_scan in the C kernel, reading u, delta and z as the views they are;
+    nothing of size L * D_in * N is stored in either pass."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z):
+        B, C = (x if x.stride(-1) == 1 else x.contiguous() for x in (B, C))
+        A_log2, D = (A * _LOG2_E).contiguous(), D.contiguous()
+        out = u.new_empty(u.shape)
+        pre_gate = torch.empty_like(out) if any(ctx.needs_input_grad) else None
+        strides = [_strides(u, 3), _strides(delta, 3), _strides(z, 3), _strides(B, 2), _strides(C, 2)]
+        _check(_native_library().janus_scan_forward(
+            *u.shape, B.shape[-1],
+            *_pointers(u, strides[0], delta, strides[1], z, strides[2], A_log2, B, strides[3], C, strides[4],
+                       D, out, pre_gate),
+            torch.get_num_threads(),
+        ))
+        if pre_gate is not None:
+            ctx.save_for_backward(u, delta, A, A_log2, B, C, D, z, pre_gate)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        u, delta, A, A_log2, B, C, D, z, pre_gate = ctx.saved_tensors
+        # out = pre_gate * silu(z) and pre_gate = y + D u, with y the scan of (delta, delta * u)
+        gate = torch.sigmoid(z)
+        grad_y = (grad_out * z * gate).contiguous()
+        grad_z = grad_out * pre_gate * gate * (1 + z * (1 - gate))
+        delta, A, B, C = delta.contiguous(), A.contiguous(), B.contiguous(), C.contiguous()
+        du = delta * u
+        batch, length, d_in = delta.shape
+        items = -(-d_in // _native_library().janus_scan_channels_per_item())
+        grad_delta, grad_du = torch.empty_like(delta), torch.empty_like(du)
+        grad_A_items = A.new_empty(batch, *A.shape)
+        grad_B_items, grad_C_items = (B.new_empty(items, *B.shape) for _ in range(2))
+        _check(_native_library().janus_scan_backward(
+            batch, length, d_in, B.shape[-1],
+            *_pointers(delta, du, A_log2, A, B, C, grad_y, grad_delta, grad_du,
+                       grad_A_items, grad_B_items, grad_C_items),
+            torch.get_num_threads(),
+        ))
+        return (torch.addcmul(grad_du * delta, grad_y, D), grad_delta.addcmul_(grad_du, u), grad_A_items.sum(0),
+                grad_B_items.sum(0), grad_C_items.sum(0), (grad_y * u).sum((0, 1)), grad_z)
 
 
 class _ChunkedScan(torch.autograd.Function):
