@@ -116,17 +116,22 @@ PRESETS = {
 
 class SparseMoE(nn.Module):
     """Dropless top-k mixture of SwiGLU experts. Router softmax in fp32; the top-k weights are
-    used as they are (not renormalised), as in the original."""
+    used as they are (not renormalised), as in the original.
+
+    The tokens routed to each expert are packed into tiles of TILE_ROWS rows (an expert's last
+    tile zero-padded), and all tiles of all experts go through one batched matmul per weight.
+    Every matmul therefore has the same shape whatever the batch holds, so a token's output is
+    bit-identical however many tokens share its expert: a sequence's results do not depend on its
+    batch mates. (A plain matmul over an expert's tokens does not promise that: BLAS picks its
+    kernel, and with it the rounding, by the number of rows.)"""
+
+    TILE_ROWS = 64
 
     def __init__(self, d: int, hidden: int, n_experts: int, top_k: int):
         super().__init__()
         self.top_k = top_k
         self.router = nn.Linear(d, n_experts, bias=False)
         self.experts = nn.ModuleList(SwiGLU(d, hidden) for _ in range(n_experts))
-        # an expert's matmul sees all tokens routed to it; BLAS may round a row differently
-        # depending on how many there are, so a sequence's output could depend on its batch
-        # mates. Per-sequence dispatch (set by JanusDNA.batch_invariant) rules that out.
-        self.per_sequence = False
 
     def route(self, x):
         """x [T, d] -> (weights [T, k] in x.dtype, expert ids [T, k], router logits [T, E])."""
@@ -136,27 +141,40 @@ class SparseMoE(nn.Module):
 
     def forward(self, x):
         """x [B, L, d] -> (output [B, L, d], router logits [B * L, E])."""
-        if self.per_sequence and x.shape[0] > 1:
-            outputs, logits = zip(*(self.dispatch(row) for row in x.split(1)))
-            return torch.cat(outputs), torch.cat(logits)
-        return self.dispatch(x)
-
-    def dispatch(self, x):
-        """Tokens are sorted by expert so each expert runs once on exactly its own tokens."""
         flat = x.reshape(-1, x.shape[-1])
         weights, experts, logits = self.route(flat)
-        assignment_expert = experts.reshape(-1)
-        order = assignment_expert.argsort(stable=True)
-        token_of = order // self.top_k
-        counts = torch.bincount(assignment_expert, minlength=len(self.experts)).tolist()
-        outputs = [
-            expert(tokens)
-            for expert, tokens in zip(self.experts, flat[token_of].split(counts))
-            if tokens.shape[0]
-        ]
-        weighted = torch.cat(outputs) * weights.reshape(-1)[order, None]
-        out = torch.zeros_like(flat).index_add_(0, token_of, weighted.to(flat.dtype))
-        return out.view_as(x), logits
+        rows, tile_expert = self.tile_layout(experts.reshape(-1))
+        packed = flat.new_zeros(len(tile_expert) * self.TILE_ROWS, flat.shape[-1])
+        packed[rows] = flat.repeat_interleave(self.top_k, dim=0)
+        expert_out = self.experts_on_tiles(packed.view(len(tile_expert), self.TILE_ROWS, -1), tile_expert)
+        weighted = expert_out.flatten(0, 1)[rows] * weights.reshape(-1, 1)
+        return weighted.view(*flat.shape[:1], self.top_k, -1).sum(1).view_as(x), logits
+
+    def tile_layout(self, slot_expert):
+        """For routing slots (token t's j-th expert at t * k + j), their rows in the packed tiles
+        and each tile's expert; tiles are grouped by expert, slots kept in token order."""
+        n_experts = len(self.experts)
+        order = slot_expert.argsort(stable=True)
+        counts = torch.bincount(slot_expert, minlength=n_experts)
+        tiles = (counts + self.TILE_ROWS - 1) // self.TILE_ROWS
+        first_sorted = torch.cumsum(counts, 0) - counts
+        first_row = (torch.cumsum(tiles, 0) - tiles) * self.TILE_ROWS
+        sorted_expert = slot_expert[order]
+        sorted_rows = first_row[sorted_expert] + torch.arange(len(order), device=order.device) - first_sorted[sorted_expert]
+        rows = torch.empty_like(sorted_rows).scatter_(0, order, sorted_rows)
+        return rows, torch.repeat_interleave(torch.arange(n_experts, device=order.device), tiles)
+
+    def experts_on_tiles(self, tiles, tile_expert):
+        """tiles [n_tiles, TILE_ROWS, d], each through its expert's SwiGLU (one batched matmul
+        per expert and weight, the weight broadcast over the expert's tiles)."""
+        outputs = []
+        counts = torch.bincount(tile_expert, minlength=len(self.experts)).tolist()
+        for expert, x in zip(self.experts, tiles.split(counts)):
+            if len(x):
+                gate_up = torch.cat([expert.gate_proj.weight, expert.up_proj.weight]).t().expand(len(x), -1, -1)
+                gate, up = torch.bmm(x, gate_up).chunk(2, dim=-1)
+                outputs.append(torch.bmm(F.silu(gate) * up, expert.down_proj.weight.t().expand(len(x), -1, -1)))
+        return torch.cat(outputs)
 
 
 def moe_reference(moe: SparseMoE, x):
@@ -199,12 +217,18 @@ class SelectiveSSM(nn.Module):
 
     def causal_conv(self, x):
         """x [B, L, d_inner] -> silu(causal depthwise conv(x)), same shape."""
-        x = x.transpose(1, 2)
+        weight = self.conv1d.weight.squeeze(1)  # [d_inner, d_conv]
         if causal_conv1d_fn is not None and x.is_cuda:
-            y = causal_conv1d_fn(x.contiguous(), self.conv1d.weight.squeeze(1), self.conv1d.bias, activation="silu")
-        else:
-            y = F.silu(self.conv1d(x)[..., : x.shape[-1]])
-        return y.transpose(1, 2)
+            y = causal_conv1d_fn(x.transpose(1, 2).contiguous(), weight, self.conv1d.bias, activation="silu")
+            return y.transpose(1, 2)
+        # As d_conv shifted multiply-adds in the [B, L, d] layout: on CPU far cheaper than a
+        # depthwise Conv1d over short rows, and no transposes.
+        width, length = weight.shape[1], x.shape[1]
+        padded = F.pad(x, (0, 0, width - 1, 0))
+        y = self.conv1d.bias.to(x.dtype).expand_as(x)
+        for k in range(width):
+            y = torch.addcmul(y, padded[:, k:k + length], weight[:, k].to(x.dtype))
+        return F.silu(y)
 
     def forward(self, x, z):
         x = self.causal_conv(x)
@@ -394,14 +418,6 @@ class JanusDNA(DNALM):
         labels = base_labels(input_ids).flatten()
         total = F.cross_entropy(self(input_ids).flatten(0, 1), labels, ignore_index=IGNORE_INDEX, reduction="sum")
         return total, (labels != IGNORE_INDEX).sum()
-
-    def batch_invariant(self, enabled: bool = True) -> "JanusDNA":
-        """Make each sequence's outputs bit-identical whatever else is in its batch (MoE dispatch
-        per sequence; a little slower), for inference; returns self."""
-        for module in self.modules():
-            if isinstance(module, SparseMoE):
-                module.per_sequence = enabled
-        return self
 
     @classmethod
     def reference_kernels(cls):
