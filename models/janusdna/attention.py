@@ -7,7 +7,8 @@ backward-stream states of the same positions. `janus_mask` says which rows may
 attend to which; everything else here computes that masked attention:
 
 - `janus_attention_ref`: dense masked softmax, the test oracle.
-- `janus_attention_blockwise`: the same result in O(N * block_size) memory, for CPU.
+- `janus_attention_blockwise`: the same result in O(N) memory, for CPU: the forward pass as four
+  causal flash-attention calls merged by their log-sum-exps, the backward pass blockwise.
 - `janus_attention`: dispatcher (FlexAttention on CUDA, blockwise otherwise).
 - `causal_attention`: plain causal attention for the model's optional mid-layer.
 """
@@ -142,37 +143,58 @@ def _scores(q_block: Tensor, k_chunk: Tensor, bias: Tensor | None) -> Tensor:
     return scores
 
 
-class _JanusBlockwiseAttention(torch.autograd.Function):
-    """Flash-style Janus attention: online softmax forward, recomputing backward.
+def _causal_flash(q: Tensor, k: Tensor, v: Tensor, scale: float) -> tuple[Tensor, Tensor]:
+    """Causal attention of equally long q and k by torch's CPU flash kernel: (output, natural
+    log-sum-exp of each row's scores). Each row is computed alone, whatever its batch mates."""
+    return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, True, scale=scale)
 
-    Scores are kept in base 2 (log2(e) folded into the query scale) because
-    exp2 is markedly cheaper than exp on CPU and the exponential is the
-    costliest elementwise step.
+
+def _merge(parts: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """Softmax attention over the union of disjoint key sets from each set's (output, lse)."""
+    lse = functools.reduce(torch.logaddexp, [p[1] for p in parts])
+    out = sum(o.float() * torch.exp(l - lse).unsqueeze(-1) for o, l in parts)
+    return out, lse
+
+
+def _janus_attention_flash(q: Tensor, k: Tensor, v: Tensor, scale: float) -> tuple[Tensor, Tensor]:
+    """(output, natural log-sum-exp) of Janus attention, from four causal calls.
+
+    Forward-stream query t sees forward keys <= t (causal) and backward keys >= t + 2; with both
+    halves reversed, the latter is causal too, shifted by two. The backward stream mirrors it.
+    """
+    n = _half_length(q)
+    (qf, qb), (kf, kb), (vf, vb) = ((x[..., :n, :], x[..., n:, :]) for x in (q, k, v))
+    flip = functools.partial(torch.flip, dims=(-2,))
+
+    def flipped_causal(q_, k_, v_):
+        out, lse = _causal_flash(flip(q_), flip(k_), flip(v_), scale)
+        return flip(out), lse.flip(-1)
+
+    fwd, bwd = [_causal_flash(qf, kf, vf, scale)], [flipped_causal(qb, kb, vb)]
+    if n > 2:
+        # forward query t and backward key s >= t + 2: reversed, t' = n-1-t sees s' <= t' - 2
+        out, lse = flipped_causal(qf[..., :-2, :], kb[..., 2:, :], vb[..., 2:, :])
+        fwd.append((F.pad(out, (0, 0, 0, 2)), F.pad(lse, (0, 2), value=-math.inf)))
+        # backward query t and forward key s <= t - 2
+        out, lse = _causal_flash(qb[..., 2:, :], kf[..., :-2, :], vf[..., :-2, :], scale)
+        bwd.append((F.pad(out, (0, 0, 2, 0)), F.pad(lse, (2, 0), value=-math.inf)))
+    (out_f, lse_f), (out_b, lse_b) = _merge(fwd), _merge(bwd)
+    return torch.cat([out_f, out_b], dim=-2), torch.cat([lse_f, lse_b], dim=-1)
+
+
+class _JanusBlockwiseAttention(torch.autograd.Function):
+    """Janus attention: flash forward, recomputing blockwise backward.
+
+    The backward pass keeps scores in base 2 (log2(e) folded into the query scale) because
+    exp2 is markedly cheaper than exp on CPU and the exponential is the costliest elementwise
+    step.
     """
 
     @staticmethod
     def forward(ctx, q, k, v, scale, block_size):
-        plan = _plan_for(q, block_size)
-        out = torch.empty_like(q)
-        logsumexp2 = q.new_empty(q.shape[:-1], dtype=torch.float32)
-        for r0, r1, segments in plan:
-            q_block = q[..., r0:r1, :].float() * (scale * _LOG2_E)
-            # finfo.min rather than -inf: a row with no allowed key in its first
-            # segment then gets exp2(-inf - min) = 0 instead of NaN.
-            row_max = q_block.new_full((*q_block.shape[:-1], 1), torch.finfo(torch.float32).min)
-            row_sum = torch.zeros_like(row_max)
-            acc = torch.zeros_like(q_block)
-            for c0, c1, bias in segments:
-                scores = _scores(q_block, k[..., c0:c1, :].float(), bias)
-                new_max = torch.maximum(row_max, scores.amax(dim=-1, keepdim=True))
-                correction = torch.exp2(row_max - new_max)
-                probs = scores.sub_(new_max).exp2_()
-                row_sum = row_sum * correction + probs.sum(dim=-1, keepdim=True)
-                acc = acc * correction + probs @ v[..., c0:c1, :].float()
-                row_max = new_max
-            out[..., r0:r1, :] = acc / row_sum
-            logsumexp2[..., r0:r1] = (row_max + row_sum.log2()).squeeze(-1)
-        ctx.save_for_backward(q, k, v, out, logsumexp2)
+        out, lse = _janus_attention_flash(q, k, v, scale)
+        out = out.to(q.dtype)
+        ctx.save_for_backward(q, k, v, out, lse * _LOG2_E)
         ctx.scale = scale
         ctx.block_size = block_size
         return out
@@ -213,8 +235,9 @@ def janus_attention_blockwise(
 ) -> Tensor:
     """Janus attention without materialising the 2N x 2N matrix (float32 accumulation).
 
-    q, k, v: [batch, heads, 2N, head_dim]. Memory beyond inputs and output is
-    O(N) plus one score chunk of about `_SCORE_ELEMENTS_PER_STEP` floats per sequence.
+    q, k, v: [batch, heads, 2N, head_dim]. Memory beyond inputs and output is O(N), plus in
+    the backward pass one score chunk of about `_SCORE_ELEMENTS_PER_STEP` floats per sequence
+    (block_size sets the backward pass's query tiles).
     """
     return _JanusBlockwiseAttention.apply(q, k, v, scale, block_size)
 
