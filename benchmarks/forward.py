@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -44,15 +43,6 @@ def analytic_flops(cfg, length: int) -> float:
     total += 2 * 4 * d * d * two_l + 4 * d * allowed_pairs + swiglu * two_l
     total += 2 * d * cfg.vocab_size * length
     return total
-
-
-def matmul_peak_flops(size: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        torch.mm(a, b)
-    return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
 def run_one(length: int, reference: bool, repeats: int) -> dict:
@@ -93,11 +83,12 @@ def main():
         return
 
     import janusdna
+    from machine import cpu_model, matmul_rate, simd_flags
 
     cfg = janusdna.PRESETS[PRESET]
-    peak = matmul_peak_flops()
+    peak = matmul_rate()
     print(f"# {PRESET}, batch 1, float32, {args.threads} threads, torch {torch.__version__}, "
-          f"{platform.processor() or platform.machine()}; fp32 matmul peak {peak / 1e9:.1f} GFLOP/s")
+          f"{cpu_model()} ({', '.join(simd_flags())}); fp32 matmul peak {peak / 1e9:.1f} GFLOP/s")
     print("| L (bp) | path | seconds | bp/s | peak RSS (MB) | GFLOP/s | % of matmul peak | speed-up |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|")
     for length in args.lengths:
