@@ -40,12 +40,12 @@ typedef struct {
     int status;
 } Task;
 
-/* 2^x for x <= 0, to 2.1e-7 relative error (float rounding is 6e-8): a degree-6 Taylor series
-   of e^f for |f| <= ln(2)/2 after taking out the nearest integer power of two. Inlined, it
-   vectorizes to about 60% of the time of libm's vector exp2f. Below 2^-126 it returns 2^-126,
-   a decay no state can tell from zero. */
-static inline float exp2_nonpositive(float x) {
-    x = x < -126.0f ? -126.0f : x;
+/* 2^x to 2.1e-7 relative error (float rounding is 6e-8): a degree-6 Taylor series of e^f for
+   |f| <= ln(2)/2 after taking out the nearest integer power of two. Inlined, it vectorizes to
+   about 60% of the time of libm's vector exp2f. x is clamped to [-126, 126]: below, a decay no
+   state can tell from zero; above, a sigmoid's 1 / (1 + 2^126) that is zero in float anyway. */
+static inline float exp2_approx(float x) {
+    x = x < -126.0f ? -126.0f : (x > 126.0f ? 126.0f : x);
     const float whole = rintf(x), f = (x - whole) * 0.69314718f;
     float p = 1.0f / 720.0f;
     p = p * f + 1.0f / 120.0f;
@@ -73,42 +73,56 @@ static inline void step(const Task *t, int64_t row, int64_t d0, int64_t w, float
         const float *a = t->A2 + d * n;
         float *hk = h + k * n;
 #pragma omp simd
-        for (int64_t j = 0; j < n; j++) hk[j] = exp2_nonpositive(dt * a[j]) * hk[j] + x * B[j];
+        for (int64_t j = 0; j < n; j++) hk[j] = exp2_approx(dt * a[j]) * hk[j] + x * B[j];
     }
 }
 
+/* The forward pass vectorizes over the item's channels: its state is laid out [n][CHANNELS], and
+   channels past d_in are padded lanes with delta = u = 0, whose state stays zero. */
 static int forward_item(const Task *t, int64_t b, int64_t block) {
     const int64_t n = t->n, d_in = t->d_in;
     const int64_t d0 = block * CHANNELS, w = d_in - d0 < CHANNELS ? d_in - d0 : CHANNELS;
     const int64_t *us = t->u_strides, *ds = t->delta_strides, *zs = t->z_strides;
-    float *h = calloc((size_t)(w * n), sizeof(float));
-    if (!h) return 1;
+    float *h = calloc((size_t)(n * CHANNELS), sizeof(float));
+    float *a2 = calloc((size_t)(n * CHANNELS), sizeof(float));  /* A2 of the item, [n][CHANNELS] */
+    if (!h || !a2) { free(h); free(a2); return 1; }
+    float D[CHANNELS] = {0};
+    for (int64_t k = 0; k < w; k++) {
+        D[k] = t->D[d0 + k];
+        for (int64_t j = 0; j < n; j++) a2[j * CHANNELS + k] = t->A2[(d0 + k) * n + j];
+    }
     for (int64_t pos = 0; pos < t->length; pos++) {
         const float *B = t->B + b * t->B_strides[0] + pos * t->B_strides[1];
         const float *C = t->C + b * t->C_strides[0] + pos * t->C_strides[1];
-        const int64_t row = (b * t->length + pos) * d_in;
-        float pre_gate[CHANNELS], z[CHANNELS];
+        float u[CHANNELS] = {0}, dt[CHANNELS] = {0}, x[CHANNELS], y[CHANNELS] = {0};
         for (int64_t k = 0; k < w; k++) {
-            const int64_t d = d0 + k;
-            const float u = t->u[b * us[0] + pos * us[1] + d * us[2]];
-            const float dt = t->delta[b * ds[0] + pos * ds[1] + d * ds[2]];
-            const float x = dt * u, *a = t->A2 + d * n;
-            float *hk = h + k * n;
-            float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-            for (int64_t j = 0; j < n; j++) {
-                hk[j] = exp2_nonpositive(dt * a[j]) * hk[j] + x * B[j];
-                acc += hk[j] * C[j];
-            }
-            pre_gate[k] = acc + t->D[d] * u;
-            z[k] = t->z[b * zs[0] + pos * zs[1] + d * zs[2]];
+            u[k] = t->u[b * us[0] + pos * us[1] + (d0 + k) * us[2]];
+            dt[k] = t->delta[b * ds[0] + pos * ds[1] + (d0 + k) * ds[2]];
         }
-        if (t->pre_gate) memcpy(t->pre_gate + row + d0, pre_gate, sizeof(float) * (size_t)w);
-        float *out = t->out + row + d0;
 #pragma omp simd
-        for (int64_t k = 0; k < w; k++) out[k] = pre_gate[k] * z[k] / (1.0f + expf(-z[k]));
+        for (int k = 0; k < CHANNELS; k++) x[k] = dt[k] * u[k];
+        for (int64_t j = 0; j < n; j++) {
+            const float Bj = B[j], Cj = C[j], *a = a2 + j * CHANNELS;
+            float *hj = h + j * CHANNELS;
+#pragma omp simd
+            for (int k = 0; k < CHANNELS; k++) {
+                hj[k] = exp2_approx(dt[k] * a[k]) * hj[k] + x[k] * Bj;
+                y[k] += hj[k] * Cj;
+            }
+        }
+        float z[CHANNELS] = {0}, pre_gate[CHANNELS], out[CHANNELS];
+        for (int64_t k = 0; k < w; k++) z[k] = t->z[b * zs[0] + pos * zs[1] + (d0 + k) * zs[2]];
+#pragma omp simd
+        for (int k = 0; k < CHANNELS; k++) {
+            pre_gate[k] = y[k] + D[k] * u[k];
+            out[k] = pre_gate[k] * z[k] / (1.0f + exp2_approx(-1.44269504f * z[k]));
+        }
+        const int64_t row = (b * t->length + pos) * d_in + d0;
+        memcpy(t->out + row, out, sizeof(float) * (size_t)w);
+        if (t->pre_gate) memcpy(t->pre_gate + row, pre_gate, sizeof(float) * (size_t)w);
     }
     free(h);
+    free(a2);
     return 0;
 }
 
@@ -164,7 +178,7 @@ static int backward_item(const Task *t, int64_t b, int64_t block) {
                     grad_du += gk[j] * B[j];
                     /* decay_t = exp(delta_t A): its gradient g_t h_{t-1}, times decay_t, is the
                        gradient q of delta_t A */
-                    const float decay = exp2_nonpositive(dt * a2[j]);
+                    const float decay = exp2_approx(dt * a2[j]);
                     const float q = gk[j] * hp[j] * decay;
                     grad_delta += q * a[j];
                     gAk[j] += q * dt;
