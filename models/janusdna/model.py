@@ -173,7 +173,7 @@ class SparseMoE(nn.Module):
             if len(x):
                 gate_up = torch.cat([expert.gate_proj.weight, expert.up_proj.weight]).t().expand(len(x), -1, -1)
                 gate, up = torch.bmm(x, gate_up).chunk(2, dim=-1)
-                outputs.append(torch.bmm(F.silu(gate) * up, expert.down_proj.weight.t().expand(len(x), -1, -1)))
+                outputs.append(torch.bmm(F.silu(gate).mul_(up), expert.down_proj.weight.t().expand(len(x), -1, -1)))
         return torch.cat(outputs)
 
 
