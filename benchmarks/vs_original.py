@@ -16,9 +16,9 @@ interpreter with --original-python. Without it, or without the upstream code, on
     python benchmarks/vs_original.py --workloads variant d144-8192 --rounds 3 --original-python ...
     python benchmarks/vs_original.py --workloads d144-131072 d144-262144 --rounds 1   # janus only
 
-Peak memory is the VmHWM of the timed forwards alone (the high-water mark is reset after model
-building and a warm-up forward; the original's warm-up also compiles its FlexAttention), and
-"above baseline" subtracts the resident memory just before them.
+Peak memory is the VmHWM of the timed forwards alone (the high-water mark is reset after a
+warm-up forward, so the original's FlexAttention compilation is not counted), and "above
+baseline" subtracts the resident memory once the model was built, before any forward.
 """
 
 from __future__ import annotations
@@ -74,8 +74,8 @@ def _time_forwards(forward, ids, repeats: int) -> dict:
     import torch
 
     with torch.inference_mode():
+        baseline_kb = _rss_kb("VmRSS")  # the runtime, the model and the input
         logits = forward(ids)  # warm-up (and, for the original, FlexAttention compilation)
-        baseline_kb = _rss_kb("VmRSS")
         try:
             Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
         except OSError:
