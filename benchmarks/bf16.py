@@ -55,16 +55,13 @@ def main():
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
             return torch.cat([model.base_log_probs(b) for b in batches])
 
-    seconds = {"float32": [], "bfloat16": []}
+    seconds, results = {"float32": [], "bfloat16": []}, {}
     for _ in range(args.repeats):
         for dtype in seconds:
             started = time.perf_counter()
-            result = log_probs(dtype)
+            results[dtype] = log_probs(dtype)
             seconds[dtype].append(time.perf_counter() - started)
-            if dtype == "float32":
-                fp32 = result
-            else:
-                bf16 = result
+    fp32, bf16 = results["float32"], results["bfloat16"]
     ids = torch.cat(batches)
     ref = ids - 7  # A C G T are token ids 7..10
     known = (ref >= 0) & (ref < 4)
@@ -75,7 +72,6 @@ def main():
         return (lp.float() - lp.float().gather(-1, ref))[known][is_alt].numpy()
 
     rho = pd.Series(substitution_scores(fp32)).corr(pd.Series(substitution_scores(bf16)), method="spearman")
-    bp = ids.numel()
     print("| dtype | seconds per 64 x 128 bp | bp/s | max abs diff of log p vs float32 | Spearman of llr vs float32 |")
     print("|---|---:|---:|---:|---:|")
     for dtype, times in seconds.items():
