@@ -3,7 +3,10 @@
 import subprocess
 import sys
 
+import torch
+
 import janusdna
+from janus_cli.engine import runtime
 from conftest import ORACLE
 
 
@@ -45,3 +48,20 @@ def test_bad_inputs_exit_1_with_a_message_and_no_output(tmp_path):
 
 def test_usage_error_exits_2():
     assert janus("info").returncode == 2
+
+
+def test_emulated_bfloat16_on_cpu_is_noted_once_on_stderr(monkeypatch, capsys):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(runtime, "cpu_has_native_bfloat16", lambda: False)
+    runtime._note_emulated_bfloat16.cache_clear()
+    for _ in range(3):
+        with runtime.autocast_context(cpu, torch.bfloat16):
+            assert torch.mm(torch.ones(2, 2), torch.ones(2, 2)).dtype == torch.bfloat16
+    captured = capsys.readouterr()
+    assert captured.err.count("no native bfloat16") == 1 and captured.out == ""
+
+    monkeypatch.setattr(runtime, "cpu_has_native_bfloat16", lambda: True)
+    runtime._note_emulated_bfloat16.cache_clear()
+    with runtime.autocast_context(cpu, torch.bfloat16), runtime.autocast_context(cpu, torch.float32):
+        pass
+    assert capsys.readouterr().err == ""

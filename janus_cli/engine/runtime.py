@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 
 import torch
@@ -27,12 +28,25 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
+def cpu_has_native_bfloat16() -> bool:
+    """Whether oneDNN runs bfloat16 matmuls natively here (AVX-512 or AMX); elsewhere they are emulated."""
+    return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+@functools.cache
+def _note_emulated_bfloat16():
+    log("janus: this CPU has no native bfloat16 (AVX-512 or AMX), so bfloat16 runs emulated and "
+        "much slower than float32 here; leave out --dtype bfloat16 (see BENCHMARKS.md, bfloat16 on CPU)")
+
+
 def autocast_context(device: torch.device, dtype: torch.dtype | None = None):
     """bfloat16 autocast on CUDA (the default there) or when asked for; float32 otherwise."""
     if dtype is None:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     if dtype == torch.float32:
         return contextlib.nullcontext()
+    if device.type == "cpu" and dtype == torch.bfloat16 and not cpu_has_native_bfloat16():
+        _note_emulated_bfloat16()
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
