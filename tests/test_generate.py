@@ -89,8 +89,9 @@ def test_beam_search_keeps_only_the_best_b():
     prompt = label_prompt(model, "0")
     found = generation.beam_search(model, prompt, 3, 5)
     everything = full_pass_scores(model, prompt, all_sequences(3))
-    # beam search is not exhaustive, so its 5 need not be the global top 5, but its best is at most the best
-    assert len(found) == 5 and found.log_likelihood[0] <= everything.max() + 1e-9
+    # beam search is not exhaustive, so its 5 need not be the global top 5, but its best is at most
+    # the best (up to the float32 rounding between cached and full passes, as below)
+    assert len(found) == 5 and found.log_likelihood[0] <= everything.max() + 1e-5
     torch.testing.assert_close(found.log_likelihood, full_pass_scores(model, prompt, found.ids), rtol=0, atol=1e-5)
 
 

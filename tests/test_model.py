@@ -2,10 +2,9 @@
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import janusdna
-from janusdna.model import JanusDNA, JanusDNAConfig, SelectiveSSM, SparseMoE, load_balancing_loss, moe_reference
+from janusdna.model import JanusDNA, JanusDNAConfig, SparseMoE, load_balancing_loss, moe_reference
 
 SMALL = JanusDNAConfig(d_model=16, n_layers=4, fusion_attn_dim=32, mid_attention_layers=(2,), n_heads=4)
 
@@ -63,14 +62,6 @@ def test_moe_token_outputs_do_not_depend_on_batch_mates():
     in_batch, _ = moe(x)
     alone, _ = moe(x[7:8])
     assert torch.equal(in_batch[7:8], alone)
-
-
-def test_causal_conv_equals_depthwise_conv1d():
-    ssm = SelectiveSSM(SMALL)
-    torch.nn.init.normal_(ssm.conv1d.bias)
-    x = torch.randn(2, 30, SMALL.d_inner)
-    expected = F.silu(ssm.conv1d(x.transpose(1, 2))[..., :30]).transpose(1, 2)
-    assert torch.allclose(ssm.causal_conv(x), expected, atol=1e-6)
 
 
 def test_moe_top2_weights_are_not_renormalised():

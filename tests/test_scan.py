@@ -26,7 +26,7 @@ def fast_scan(request):
         if not native_scan_available():
             pytest.skip("no C kernel (JANUS_NATIVE=0)")
         return selective_scan_native
-    return lambda *args: selective_scan_chunked(*args, chunk_size=8, block_size=24)
+    return lambda *args, **kwargs: selective_scan_chunked(*args, **kwargs, chunk_size=8, block_size=24)
 
 
 def make_inputs(batch, length, d_in, d_state, big_delta=False, seed=0):
@@ -80,11 +80,11 @@ def test_default_sizes_and_dispatcher_match_reference():
 
 @pytest.mark.parametrize(
     "batch, length, d_in, d_state",
-    [(1, 1, 6, 16), (2, 7, 20, 4), (3, 65, 33, 16), (1, 130, 16, 8), (2, 1100, 5, 4)],
+    [(1, 1, 6, 16), (2, 7, 20, 4), (3, 65, 100, 16), (1, 130, 48, 8), (2, 1100, 5, 4)],
 )
 def test_native_forward_matches_reference(batch, length, d_in, d_state):
-    """Channel counts that do not fill the kernel's 16-channel items, lengths across its 64-step
-    backward segments."""
+    """Channel counts that do not fill the kernel's 48-channel items (100: two full, one of 4),
+    lengths across its 64-step backward segments."""
     if not native_scan_available():
         pytest.skip("no C kernel (JANUS_NATIVE=0)")
     args = make_inputs(batch, length, d_in=d_in, d_state=d_state)
@@ -107,7 +107,7 @@ def test_non_contiguous_inputs(fast_scan):
 def test_native_rows_are_independent_of_batch_mates_and_threads():
     if not native_scan_available():
         pytest.skip("no C kernel (JANUS_NATIVE=0)")
-    args = make_inputs(5, 90, d_in=40, d_state=16)
+    args = make_inputs(5, 90, d_in=100, d_state=16)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
@@ -119,14 +119,15 @@ def test_native_rows_are_independent_of_batch_mates_and_threads():
     assert torch.equal(batch[3:4], alone)
 
 
-def test_without_the_c_kernel_the_chunked_scan_runs_with_one_notice(tmp_path):
+def test_without_a_compiler_the_pure_pytorch_paths_run_with_one_notice(tmp_path):
     script = (
-        "import torch, janusdna.scan as s\n"
+        "import torch, janusdna, janusdna.scan as s, dnalm.conv as c\n"
         "from tests.test_scan import make_inputs\n"
         "args = make_inputs(1, 9, 4, 4)\n"
-        "assert not s.native_scan_available()\n"
+        "assert not s.native_scan_available() and not c.native_conv_available()\n"
         "assert torch.equal(s.selective_scan(*args), s.selective_scan_chunked(*args))\n"
-        "s.selective_scan(*args)\n"
+        "model = janusdna.from_preset('janusdna-d32').eval()\n"
+        "model(torch.randint(7, 11, (1, 20)))\n"
     )
     env = {**os.environ, "PATH": str(tmp_path), "CC": "no-such-compiler", "JANUS_CACHE_DIR": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
@@ -153,7 +154,7 @@ def test_gradients_match_reference(batch, length, chunk_size, block_size, big_de
 
 
 @pytest.mark.parametrize("batch, length, d_in, big_delta", [(1, 1, 5, False), (2, 37, 20, False),
-                                                           (1, 300, 33, True), (2, 129, 16, False)])
+                                                           (1, 300, 100, True), (2, 129, 48, False)])
 def test_native_gradients_match_reference(batch, length, d_in, big_delta):
     if not native_scan_available():
         pytest.skip("no C kernel (JANUS_NATIVE=0)")
@@ -162,10 +163,10 @@ def test_native_gradients_match_reference(batch, length, d_in, big_delta):
     assert_gradients_match(args, grad_out, selective_scan_native)
 
 
-def assert_gradients_match(args, grad_out, scan):
+def assert_gradients_match(args, grad_out, scan, **kwargs):
     def grads(scan_fn):
         leaves = [x.clone().requires_grad_() for x in args]
-        scan_fn(*leaves).backward(grad_out)
+        scan_fn(*leaves, **kwargs).backward(grad_out)
         return [x.grad for x in leaves]
 
     expected = grads(selective_scan_ref)
@@ -196,3 +197,18 @@ def test_large_delta_does_not_overflow(fast_scan):
     out = fast_scan(*args)
     assert torch.isfinite(out).all()
     assert_close_to(out, selective_scan_ref(*args), rel=1e-6)
+
+
+def test_delta_softplus_matches_reference(fast_scan):
+    """delta as the raw dt projection, softplus applied inside the scan: values from far below
+    zero to above torch's softplus threshold of 20, over 100 channels (three of the C kernel's
+    items)."""
+    args = make_inputs(2, 70, d_in=100, d_state=16)
+    g = torch.Generator().manual_seed(2)
+    raw = torch.randn(2, 70, 100, generator=g) * 3 - 3
+    raw[0, :, 0], raw[0, :, 1], raw[1, 5] = -40.0, 25.0, -12.0
+    args[1] = raw
+    out = fast_scan(*args, delta_softplus=True)
+    assert_close_to(out, selective_scan_ref(*args, delta_softplus=True), rel=1e-5)
+    grad_out = torch.randn(2, 70, 100, generator=g)
+    assert_gradients_match(args, grad_out, fast_scan, delta_softplus=True)

@@ -3,8 +3,9 @@
 A kernel is one C file beside the Python module that calls it. It is compiled once per machine
 with the system C compiler (`$CC`, else `cc`) for the host CPU and cached under
 `$JANUS_CACHE_DIR` (default `~/.cache/janus`), keyed by the source, the flags, the compiler and
-the CPU's feature flags. Without a compiler, or with `JANUS_NATIVE=0`, `load` returns None, the
-caller falls back to its pure-PyTorch path, and one notice goes to stderr.
+the CPU's feature flags. Without a compiler, or with `JANUS_NATIVE=0`, `load` returns None and
+the caller falls back to its pure-PyTorch path; a missing compiler is noted once on stderr,
+however many kernels wanted it.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def _cache_dir() -> Path:
     return Path(root) / "native"
 
 
+@functools.cache
 def _notice(message: str) -> None:
     print(f"janus: {message}; using the pure-PyTorch path (slower, same results)", file=sys.stderr)
 
@@ -59,7 +61,7 @@ def load(source: Path) -> ctypes.CDLL | None:
         return None
     compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
     if compiler is None:
-        _notice(f"no C compiler found to build {source.name}")
+        _notice("no C compiler found to build the CPU kernels")
         return None
     try:
         version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout

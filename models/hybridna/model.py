@@ -78,11 +78,6 @@ from dnalm.tokenizer import BASE_IDS, PADDED_VOCAB_SIZE
 from . import ssd as ssd_kernels
 from .ssd import KERNELS, ssd_step
 
-try:  # optional CUDA kernel; the torch path below computes the same thing
-    from causal_conv1d import causal_conv1d_fn
-except ImportError:
-    causal_conv1d_fn = None
-
 BOS = 2  # [BOS] in the shared vocabulary (dnalm/tokenizer.py)
 
 
@@ -269,25 +264,6 @@ class Mamba2(nn.Module):
         self.norm = GatedRMSNorm(e, group_size=e // cfg.ngroups, eps=1e-5)
         self.out_proj = nn.Linear(e, cfg.d_model, bias=False)
 
-    def causal_conv(self, xBC):
-        """xBC [B, L, conv_dim] -> silu(causal depthwise conv(xBC)), same shape.
-
-        On CPU the conv is written as d_conv shifted multiply-adds: PyTorch's depthwise Conv1d
-        backward is far slower there (most of a training step's time)."""
-        if causal_conv1d_fn is not None and xBC.is_cuda:
-            y = causal_conv1d_fn(xBC.transpose(1, 2).contiguous(), self.conv1d.weight.squeeze(1), self.conv1d.bias,
-                                 activation="silu")
-            return y.transpose(1, 2)
-        length, width = xBC.shape[1], self.conv1d.weight.shape[-1]
-        padded = F.pad(xBC, (0, 0, width - 1, 0))
-        weight = self.conv1d.weight.squeeze(1).t()  # [d_conv, conv_dim], the last tap on the newest input
-        y = padded[:, :length] * weight[0]
-        for k in range(1, width):
-            y = torch.addcmul(y, padded[:, k:k + length], weight[k])
-        if self.conv1d.bias is not None:
-            y = y + self.conv1d.bias
-        return F.silu(y)
-
     def split_xBC(self, xBC):
         """[..., conv_dim] -> x [..., H, P], B [..., G, N], C [..., G, N]."""
         cfg = self.cfg
@@ -299,7 +275,7 @@ class Mamba2(nn.Module):
     def forward(self, u, cache: Mamba2State | None = None):
         """u [B, L, d] -> [B, L, d]. With a (fresh) cache, also leave the conv and SSM states in it."""
         z, xBC, dt = self.in_proj(u).split(self.split_sizes, dim=-1)
-        x, B, C = self.split_xBC(self.causal_conv(xBC))
+        x, B, C = self.split_xBC(KERNELS["causal_conv"](xBC, self.conv1d.weight.squeeze(1), self.conv1d.bias))
         dt = F.softplus(dt.float() + self.dt_bias.float())
         A = -torch.exp(self.A_log.float())
         out = KERNELS["ssd"](x, dt, A, B, C, self.D, chunk_size=self.cfg.chunk_size,

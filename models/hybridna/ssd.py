@@ -26,8 +26,8 @@ not a multiple of Q are right-padded with zeros (dt = 0 keeps the state as it is
 shorter than Q is one chunk of its own length.
 
 `ssd` dispatches to mamba-ssm's Triton kernel for CUDA tensors when mamba_ssm imports, and to
-`ssd_chunked` otherwise. `reference_kernels()` swaps the model onto the sequential recurrence and
-the dense masked attention, for checks.
+`ssd_chunked` otherwise. `reference_kernels()` swaps the model onto the plain causal conv, the
+sequential recurrence and the dense masked attention, for checks.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dnalm.conv import causal_conv_silu, causal_conv_silu_ref
 from dnalm.layers import causal_attention, causal_attention_ref, swapped_kernels
 
 try:  # optional CUDA kernel; ssd_chunked computes the same thing
@@ -157,9 +158,11 @@ def ssd_step(state: Tensor, x, dt, A, B, C, D):
 
 # The sequence-mixing kernels the model calls: the fast ones by default; reference_kernels()
 # swaps in the plain implementations they are tested against.
-KERNELS = {"ssd": ssd, "attention": causal_attention}
+KERNELS = {"causal_conv": causal_conv_silu, "ssd": ssd, "attention": causal_attention}
 
 
 def reference_kernels():
-    """Run models on the sequential SSD recurrence and the dense masked attention (slow, for checks)."""
-    return swapped_kernels(KERNELS, {"ssd": ssd_ref, "attention": causal_attention_ref})
+    """Run models on the plain causal conv, the sequential SSD recurrence and the dense masked
+    attention (slow, for checks)."""
+    return swapped_kernels(KERNELS, {"causal_conv": causal_conv_silu_ref, "ssd": ssd_ref,
+                                     "attention": causal_attention_ref})

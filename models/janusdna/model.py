@@ -21,25 +21,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dnalm.conv import causal_conv_silu, causal_conv_silu_ref
 from dnalm.interface import ALL_BUT_SELF, DNALM, IGNORE_INDEX, base_labels, pool
 from dnalm.layers import CausalSelfAttention, RMSNorm, SwiGLU, swapped_kernels
 from dnalm.tokenizer import BASE_IDS, PADDED_VOCAB_SIZE
 
 from . import attention, scan
 
-try:  # optional CUDA kernel; the torch path below computes the same thing
-    from causal_conv1d import causal_conv1d_fn
-except ImportError:
-    causal_conv1d_fn = None
-
 # The sequence-mixing kernels the model calls. The fast ones are the default; the plain reference
 # implementations they are tested against can be swapped in with use_reference_kernels().
-KERNELS = {"selective_scan": scan.selective_scan, "janus_attention": attention.janus_attention}
+KERNELS = {"causal_conv": causal_conv_silu, "selective_scan": scan.selective_scan,
+           "janus_attention": attention.janus_attention}
 
 
 def use_reference_kernels():
-    """Run models on the sequential scan and the dense masked Janus attention (slow, for checks)."""
-    return swapped_kernels(KERNELS, {"selective_scan": scan.selective_scan_ref,
+    """Run models on the plain conv, the sequential scan and the dense masked Janus attention
+    (slow, for checks)."""
+    return swapped_kernels(KERNELS, {"causal_conv": causal_conv_silu_ref, "selective_scan": scan.selective_scan_ref,
                                      "janus_attention": attention.janus_attention_ref})
 
 
@@ -215,27 +213,12 @@ class SelectiveSSM(nn.Module):
         self.A_log = nn.Parameter(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).repeat(d_inner, 1))
         self.D = nn.Parameter(torch.ones(d_inner))
 
-    def causal_conv(self, x):
-        """x [B, L, d_inner] -> silu(causal depthwise conv(x)), same shape."""
-        weight = self.conv1d.weight.squeeze(1)  # [d_inner, d_conv]
-        if causal_conv1d_fn is not None and x.is_cuda:
-            y = causal_conv1d_fn(x.transpose(1, 2).contiguous(), weight, self.conv1d.bias, activation="silu")
-            return y.transpose(1, 2)
-        # As d_conv shifted multiply-adds in the [B, L, d] layout: on CPU far cheaper than a
-        # depthwise Conv1d over short rows, and no transposes.
-        width, length = weight.shape[1], x.shape[1]
-        padded = F.pad(x, (0, 0, width - 1, 0))
-        y = self.conv1d.bias.to(x.dtype).expand_as(x)
-        for k in range(width):
-            y = torch.addcmul(y, padded[:, k:k + length], weight[:, k].to(x.dtype))
-        return F.silu(y)
-
     def forward(self, x, z):
-        x = self.causal_conv(x)
+        x = KERNELS["causal_conv"](x, self.conv1d.weight.squeeze(1), self.conv1d.bias)
         dt, B, C = self.x_proj(x).split(self.dims, dim=-1)
-        delta = F.softplus(self.dt_proj(self.dt_norm(dt)))
         A = -torch.exp(self.A_log.float())
-        return KERNELS["selective_scan"](x, delta, A, self.B_norm(B), self.C_norm(C), self.D, z)
+        return KERNELS["selective_scan"](x, self.dt_proj(self.dt_norm(dt)), A, self.B_norm(B), self.C_norm(C), self.D, z,
+                                         delta_softplus=True)
 
 
 class JanusFusionAttention(CausalSelfAttention):

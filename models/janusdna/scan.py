@@ -8,8 +8,8 @@ For each batch row, with state h[d, n] starting at zero:
     out_t[d]  = y_t[d] * silu(z_t[d])
 
 Shapes are batch-first: u, delta, z are [batch, L, D_in]; B, C are [batch, L, N]; A is [D_in, N]
-(negative); D is [D_in]. delta must already be positive (bias and softplus applied by the
-caller). Everything is computed in float32 and the output has u's dtype.
+(negative); D is [D_in]. delta must be positive, or, with delta_softplus=True (as in mamba-ssm),
+is passed through softplus first. Everything is computed in float32 and the output has u's dtype.
 """
 
 import ctypes
@@ -33,10 +33,12 @@ except ImportError:
 _LOG2_E = math.log2(math.e)
 
 
-def selective_scan_ref(u, delta, A, B, C, D, z) -> Tensor:
+def selective_scan_ref(u, delta, A, B, C, D, z, delta_softplus: bool = False) -> Tensor:
     """Reference: the recurrence one position at a time. Slow; the oracle for the other paths."""
     dtype = u.dtype
     u, delta, A, B, C, D, z = (x.float() for x in (u, delta, A, B, C, D, z))
+    if delta_softplus:
+        delta = F.softplus(delta)
     h = u.new_zeros(u.shape[0], *A.shape)  # [batch, D_in, N]
     ys = []
     for t in range(u.shape[1]):
@@ -48,7 +50,7 @@ def selective_scan_ref(u, delta, A, B, C, D, z) -> Tensor:
 
 
 def selective_scan_chunked(
-    u, delta, A, B, C, D, z, chunk_size: int = 32, block_size: int = 512
+    u, delta, A, B, C, D, z, delta_softplus: bool = False, chunk_size: int = 32, block_size: int = 512
 ) -> Tensor:
     """Fast CPU scan, equal to `selective_scan_ref` up to float32 rounding, with autograd support.
 
@@ -59,22 +61,25 @@ def selective_scan_chunked(
     """
     dtype = u.dtype
     u, delta, z = u.float(), delta.float(), z.float()
+    if delta_softplus:
+        delta = F.softplus(delta)
     y = _ChunkedScan.apply(delta, delta * u, A.float(), B.float(), C.float(), chunk_size, block_size)
     return (torch.addcmul(y, D.float(), u) * F.silu(z)).to(dtype)
 
 
-def selective_scan_native(u, delta, A, B, C, D, z) -> Tensor:
+def selective_scan_native(u, delta, A, B, C, D, z, delta_softplus: bool = False) -> Tensor:
     """Fused C kernel (selective_scan.c), equal to `selective_scan_ref` up to float32 rounding,
     with autograd support. Each row's result is independent of its batch mates and of the
     number of threads. Needs `native_scan_available()`."""
-    return _NativeScan.apply(u.float(), delta.float(), A.float(), B.float(), C.float(), D.float(), z.float()).to(u.dtype)
+    return _NativeScan.apply(u.float(), delta.float(), A.float(), B.float(), C.float(), D.float(), z.float(),
+                             delta_softplus).to(u.dtype)
 
 
 def native_scan_available() -> bool:
     return _native_library() is not None
 
 
-def selective_scan(u, delta, A, B, C, D, z) -> Tensor:
+def selective_scan(u, delta, A, B, C, D, z, delta_softplus: bool = False) -> Tensor:
     """mamba-ssm's CUDA kernel for CUDA tensors when it is installed; on CPU the fused C kernel,
     or the chunked scan where it cannot be built."""
     if u.is_cuda and _mamba_selective_scan_fn is not None:
@@ -87,12 +92,12 @@ def selective_scan(u, delta, A, B, C, D, z) -> Tensor:
             D.float(),
             z.transpose(1, 2),
             delta_bias=None,
-            delta_softplus=False,
+            delta_softplus=delta_softplus,
         )
         return out.transpose(1, 2)
     if u.device.type == "cpu" and native_scan_available():
-        return selective_scan_native(u, delta, A, B, C, D, z)
-    return selective_scan_chunked(u, delta, A, B, C, D, z)
+        return selective_scan_native(u, delta, A, B, C, D, z, delta_softplus)
+    return selective_scan_chunked(u, delta, A, B, C, D, z, delta_softplus)
 
 
 @functools.cache
@@ -100,7 +105,7 @@ def _native_library():
     library = native.load(Path(__file__).with_name("selective_scan.c"))
     if library is not None:
         sizes, pointer = [ctypes.c_int64] * 4, ctypes.c_void_p
-        library.janus_scan_forward.argtypes = [*sizes, *[pointer] * 14, ctypes.c_int]
+        library.janus_scan_forward.argtypes = [*sizes, *[pointer] * 14, ctypes.c_int, ctypes.c_int]
         library.janus_scan_backward.argtypes = [*sizes, *[pointer] * 12, ctypes.c_int]
     return library
 
@@ -121,10 +126,11 @@ def _check(status: int) -> None:
 
 class _NativeScan(torch.autograd.Function):
     """The whole of selective_scan in the C kernel, reading u, delta and z as the views they are;
-    nothing of size L * D_in * N is stored in either pass."""
+    nothing of size L * D_in * N is stored in either pass. With delta_softplus the kernel applies
+    softplus to delta as it reads it."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z):
+    def forward(ctx, u, delta, A, B, C, D, z, delta_softplus):
         B, C = (x if x.stride(-1) == 1 else x.contiguous() for x in (B, C))
         A_log2, D = (A * _LOG2_E).contiguous(), D.contiguous()
         out = u.new_empty(u.shape)
@@ -134,16 +140,20 @@ class _NativeScan(torch.autograd.Function):
             *u.shape, B.shape[-1],
             *_pointers(u, strides[0], delta, strides[1], z, strides[2], A_log2, B, strides[3], C, strides[4],
                        D, out, pre_gate),
-            torch.get_num_threads(),
+            int(delta_softplus), torch.get_num_threads(),
         ))
         if pre_gate is not None:
             ctx.save_for_backward(u, delta, A, A_log2, B, C, D, z, pre_gate)
+            ctx.delta_softplus = delta_softplus
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
         u, delta, A, A_log2, B, C, D, z, pre_gate = ctx.saved_tensors
+        delta_input = delta
+        if ctx.delta_softplus:
+            delta = F.softplus(delta)
         # out = pre_gate * silu(z) and pre_gate = y + D u, with y the scan of (delta, delta * u)
         gate = torch.sigmoid(z)
         grad_y = (grad_out * z * gate).contiguous()
@@ -161,8 +171,11 @@ class _NativeScan(torch.autograd.Function):
                        grad_A_items, grad_B_items, grad_C_items),
             torch.get_num_threads(),
         ))
-        return (torch.addcmul(grad_du * delta, grad_y, D), grad_delta.addcmul_(grad_du, u), grad_A_items.sum(0),
-                grad_B_items.sum(0), grad_C_items.sum(0), (grad_y * u).sum((0, 1)), grad_z)
+        grad_delta.addcmul_(grad_du, u)
+        if ctx.delta_softplus:
+            grad_delta.mul_(torch.sigmoid(delta_input))
+        return (torch.addcmul(grad_du * delta, grad_y, D), grad_delta, grad_A_items.sum(0),
+                grad_B_items.sum(0), grad_C_items.sum(0), (grad_y * u).sum((0, 1)), grad_z, None)
 
 
 class _ChunkedScan(torch.autograd.Function):
