@@ -14,11 +14,12 @@ interpreter with --original-python. Without it, or without the upstream code, on
 
     python benchmarks/vs_original.py --original-python /path/to/upstream-venv/bin/python
     python benchmarks/vs_original.py --workloads variant d144-8192 --rounds 3 --original-python ...
-    python benchmarks/vs_original.py --workloads d144-131072 d144-262144 --rounds 1   # janus only
+    python benchmarks/vs_original.py --workloads d144-131072 d144-262144 --rounds 1 --repeats 1 --no-warmup  # janus only
 
-Peak memory is the VmHWM of the timed forwards alone (the high-water mark is reset after a
-warm-up forward, so the original's FlexAttention compilation is not counted), and "above
-baseline" subtracts the resident memory once the model was built, before any forward.
+Peak memory is the VmHWM of the timed forwards alone (with --warmup, the default, the high-water
+mark is reset after an untimed forward, so the original's FlexAttention compilation is not
+counted), and "above baseline" subtracts the resident memory once the model was built, before
+any forward.
 """
 
 from __future__ import annotations
@@ -70,12 +71,13 @@ def _rss_kb(field: str) -> int:
     return 0
 
 
-def _time_forwards(forward, ids, repeats: int) -> dict:
+def _time_forwards(forward, ids, repeats: int, warmup: bool) -> dict:
     import torch
 
     with torch.inference_mode():
         baseline_kb = _rss_kb("VmRSS")  # the runtime, the model and the input
-        logits = forward(ids)  # warm-up (and, for the original, FlexAttention compilation)
+        if warmup:  # (and, for the original, FlexAttention compilation)
+            forward(ids)
         try:
             Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
         except OSError:
@@ -151,7 +153,7 @@ def child(args):
     else:
         forward = _original_child(Path(args.upstream), args.workload, args.weights)
     ids = torch.randint(7, 11, (batch, length), generator=torch.Generator().manual_seed(0))
-    result = _time_forwards(forward, ids, args.repeats)
+    result = _time_forwards(forward, ids, args.repeats, args.warmup)
     np.save(args.logits_out, result.pop("logits")[0, :, 7:11].numpy())  # the four bases of row 0
     print(json.dumps(result))
 
@@ -160,7 +162,8 @@ def child(args):
 
 def run_child(python: str, impl: str, workload: str, args, weights: str, logits_out: str, export: bool) -> dict:
     command = [python, __file__, "--child", "--impl", impl, "--workload", workload, "--threads", str(args.threads),
-               "--repeats", str(args.repeats), "--upstream", str(args.upstream), "--logits-out", logits_out]
+               "--repeats", str(args.repeats), "--upstream", str(args.upstream), "--logits-out", logits_out,
+               "--warmup" if args.warmup else "--no-warmup"]
     if impl == "original" or export:
         command += ["--weights", weights]
     done = subprocess.run(command, capture_output=True, text=True)
@@ -177,6 +180,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2, help="alternations of janus and the original per workload")
     parser.add_argument("--repeats", type=int, default=2, help="timed forwards per child (best is kept)")
+    parser.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=True,
+                        help="an untimed forward first (--no-warmup for janus alone at long lengths)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--impl", choices=["janus", "original"], help=argparse.SUPPRESS)
     parser.add_argument("--workload", help=argparse.SUPPRESS)
