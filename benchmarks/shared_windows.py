@@ -5,9 +5,9 @@ Two inputs on the real hg38 chr21:22-23 Mb of ../shared/data:
 - platinum: the Platinum Genomes NA12878 calls of that 1 Mb (1,580 records, SNVs and indels);
 - dense: a synthetic SNV at every third base of the first --dense-bp of it (ALT = the next base
   of ACGT after REF).
-For each input and window, `score-variants --scores llr` and `likelihood` over the input's span
-with the same --window run as subprocesses (wall time, model loading included) with the shipped
-default model. A bidirectional model's llr of every SNV comes from shared reference tiles, so its
+For each input and window W, `score-variants --scores llr --window W` and `likelihood` over the
+input's span run as subprocesses (wall time, model loading included) with the shipped default
+model, its max_seq_len set to W so that both tile the span alike. A bidirectional model's llr of every SNV comes from shared reference tiles, so its
 cost should approach that of the likelihood pass; indels still take per-variant windows.
 
     python benchmarks/shared_windows.py                       # llr at windows 128, 1024, 4096
@@ -54,9 +54,10 @@ def dense_vcf(length: int, out: Path) -> tuple[Path, int]:
     return out, n
 
 
-def long_window_copy(model: str, max_seq_len: int, out: Path) -> Path:
-    """The model's weights with max_seq_len raised to fit the longest window (JanusDNA has no
-    positional encoding; the shipped model was trained on 512 bp, so this is for speed only)."""
+def window_model_copy(model: str, max_seq_len: int, out: Path) -> Path:
+    """The model's weights with max_seq_len set to the window, so that `likelihood` tiles a region
+    as score-variants tiles its shared windows (window bp, overlapping by a quarter). JanusDNA has
+    no positional encoding; the shipped model was trained on 512 bp, so this is for speed only."""
     import json
     import shutil
 
@@ -64,7 +65,7 @@ def long_window_copy(model: str, max_seq_len: int, out: Path) -> Path:
 
     shutil.copytree(resolve_model_path(model), out)
     config = json.loads((out / "config.json").read_text())
-    config["max_seq_len"] = max(config.get("max_seq_len", 0), max_seq_len)
+    config["max_seq_len"] = max_seq_len
     (out / "config.json").write_text(json.dumps(config, indent=2))
     return out
 
@@ -103,29 +104,31 @@ def main():
         with pysam.VariantFile(str(PLATINUM)) as vcf:
             n_platinum = sum(1 for _ in vcf)
         inputs = {"platinum": (PLATINUM, n_platinum, END), "dense": (dense, n_dense, START + args.dense_bp - 1)}
-        model = long_window_copy(args.model, max(args.windows), tmp / "model")
-        common = ["--fasta", str(FASTA), "--batch-size", str(args.batch_size), "--model", str(model)]
+        models = {window: window_model_copy(args.model, window, tmp / f"model-{window}") for window in args.windows}
+
+        def common(window):
+            return ["--fasta", str(FASTA), "--batch-size", str(args.batch_size), "--model", str(models[window])]
         if args.all_scores:
             print("| input | variants | window | scores | seconds | variants/s |")
             print("|---|---:|---:|---|---:|---:|")
             vcf, n, _ = inputs["platinum"]  # most scores take per-variant windows: the dense VCF would take hours
             for window in args.windows:
                 seconds = timed_janus(["score-variants", str(vcf), "--window", str(window), "--scores", ALL_SCORES,
-                                       *common, "-o", str(tmp / "all.parquet")], args.threads, args.checkout)
+                                       *common(window), "-o", str(tmp / "all.parquet")], args.threads, args.checkout)
                 print(f"| platinum | {n:,} | {window:,} | all | {seconds:.1f} | {n / seconds:,.1f} |", flush=True)
             return
         print("| input | variants | span (bp) | window | score-variants llr s | variants/s "
               "| likelihood s (same span) | ratio |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
-        likelihood_seconds = {}  # by (end, window): the same bases in the same tiles
+        likelihood_seconds = {}  # by (end, window)
         for name, (vcf, n, end) in inputs.items():
             for window in args.windows:
                 if (end, window) not in likelihood_seconds:
                     likelihood_seconds[end, window] = timed_janus(
-                        ["likelihood", "-r", f"chr21:{START}-{end}", "--window", str(window), *common,
-                         "-o", str(tmp / "ll.parquet")], args.threads, args.checkout)
+                        ["likelihood", "-r", f"chr21:{START}-{end}", *common(window), "-o", str(tmp / "ll.parquet")],
+                        args.threads, args.checkout)
                 seconds = timed_janus(["score-variants", str(vcf), "--window", str(window), "--scores", "llr",
-                                       *common, "-o", str(tmp / "llr.parquet")], args.threads, args.checkout)
+                                       *common(window), "-o", str(tmp / "llr.parquet")], args.threads, args.checkout)
                 baseline = likelihood_seconds[end, window]
                 print(f"| {name} | {n:,} | {end - START + 1:,} | {window:,} | {seconds:.1f} | {n / seconds:,.0f} "
                       f"| {baseline:.1f} | {seconds / baseline:.2f} |", flush=True)
