@@ -360,8 +360,10 @@ def test_region_scores_only_the_overlapping_records_of_an_indexed_vcf(tmp_path, 
 
 def test_dense_snvs_share_reference_tiles_and_score_as_they_do_alone(tmp_path, tiny_model_dir, monkeypatch):
     """100 SNVs at every third base: llr, ref_logp and alt_logp come from a few shared tiles
-    (64 bp every 48 bp) instead of one window per variant, and each variant's numbers are those it
-    gets when scored alone."""
+    (64 bp every 48 bp) instead of one window per variant, each run once though the records come
+    in chunks of 8 (a tile straddles chunks), and each variant's numbers are those it gets when
+    scored alone."""
+    from janus_cli.commands import score_variants
     from janus_cli.engine import inference
 
     start0 = 22_000_000 + 5_000
@@ -370,6 +372,7 @@ def test_dense_snvs_share_reference_tiles_and_score_as_they_do_alone(tmp_path, t
     windows_run = []
     real_run = inference.WindowRunner.run
     monkeypatch.setattr(inference.WindowRunner, "run", lambda self, w: windows_run.append(len(w)) or real_run(self, w))
+    monkeypatch.setattr(score_variants, "VARIANTS_PER_CHUNK", 8)
     dense, _ = score(tmp_path, tiny_model_dir, write_vcf(tmp_path / "dense.vcf", records), "--scores", "llr,ref_logp,alt_logp")
     assert sum(windows_run) <= 300 // 48 + 2  # tiles, not 100 windows
     monkeypatch.undo()

@@ -186,6 +186,8 @@ class ScoreRun:
     embedding_pooling: str  # the model's default pooling, for emb_cosine and emb_l2
     # runners for poolings the model computes from a whole window (not from hidden states)
     window_embedders: dict[str, WindowRunner] = field(default_factory=dict)
+    # the previous chunk's tiles by (contig, start): in a sorted VCF the next chunk starts in its last
+    recent_tiles: dict[tuple[str, int], StrandOutputs] = field(default_factory=dict)
 
 
 def score_variants(opts: ScoreOptions, argv: list[str]) -> Counter:
@@ -371,7 +373,8 @@ def score_chunk(group: list[Variant], run: ScoreRun) -> pa.Table:
 
 def shared_site_log_probs(group: list[Variant], order: list[int], run: ScoreRun) -> dict[int, StrandOutputs]:
     """Per-base log-probabilities [len(REF), 4] at the bases of each placed substitution, read from
-    the shared reference tiles (SiteTiling); each tile runs once however many variants it serves."""
+    the shared reference tiles (SiteTiling); each tile runs once however many variants it serves,
+    and a tile the previous chunk ran is not run again."""
     tiling = SiteTiling(run.window)
     tile_of, tiles = {}, {}
     for i in order:
@@ -381,14 +384,17 @@ def shared_site_log_probs(group: list[Variant], order: list[int], run: ScoreRun)
         contig = run.matcher(variant.chrom)
         start = tiling.tile_start(variant.pos - 1, len(variant.ref), run.reference.lengths[contig], run.opts.edge)
         tile_of[i] = (contig, start)
-        tiles.setdefault((contig, start), len(tiles))
+        tiles[contig, start] = None
     where = f"{run.reference.path}: reference tiles of the variants in {run.opts.vcf}"
-    outputs = run.site_runner.run([encode_reference_text(run.reference.fetch_padded(contig, start, start + run.window),
-                                                         where) for contig, start in tiles])
+    missing = [tile for tile in tiles if tile not in run.recent_tiles]
+    computed = run.site_runner.run([encode_reference_text(run.reference.fetch_padded(contig, start, start + run.window),
+                                                          where) for contig, start in missing])
+    outputs = {**{tile: run.recent_tiles[tile] for tile in tiles if tile in run.recent_tiles}, **dict(zip(missing, computed))}
+    run.recent_tiles = outputs
     found = {}
     for i, (contig, start) in tile_of.items():
         bases = slice(group[i].pos - 1 - start, group[i].pos - 1 - start + len(group[i].ref))
-        strands = outputs[tiles[contig, start]]
+        strands = outputs[contig, start]
         found[i] = StrandOutputs(strands.forward[bases], None if strands.reverse is None else strands.reverse[bases])
     return found
 
