@@ -87,6 +87,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="janusdna-d48-chr20", help="shipped model name or model directory")
     parser.add_argument("--windows", type=int, nargs="+", default=[128, 1024, 4096])
+    parser.add_argument("--inputs", nargs="+", choices=["platinum", "dense"], default=["platinum", "dense"])
     parser.add_argument("--dense-bp", type=int, default=150_000, help="span of the dense synthetic VCF")
     parser.add_argument("--all-scores", action="store_true", help="score-variants throughput with every score")
     parser.add_argument("--checkout", type=Path, help="run this janus checkout instead (e.g. an older commit)")
@@ -121,7 +122,8 @@ def main():
               "| likelihood s (same span) | ratio |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         likelihood_seconds = {}  # by (end, window)
-        for name, (vcf, n, end) in inputs.items():
+        for name in args.inputs:
+            vcf, n, end = inputs[name]
             for window in args.windows:
                 if (end, window) not in likelihood_seconds:
                     likelihood_seconds[end, window] = timed_janus(
