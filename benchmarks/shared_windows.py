@@ -76,7 +76,8 @@ def timed_janus(args: list[str], threads: int, checkout: Path | None) -> float:
         env["PYTHONPATH"] = os.pathsep.join([str(checkout / "models"), str(checkout)])
     command = [sys.executable, "-m", "janus_cli", *args, "--threads", str(threads), "--quiet"]
     started = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    # from the checkout's directory: `python -m` puts the working directory first on sys.path
+    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=checkout)
     seconds = time.perf_counter() - started
     if done.returncode:
         sys.exit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
