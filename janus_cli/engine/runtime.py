@@ -36,7 +36,7 @@ def cpu_has_native_bfloat16() -> bool:
 @functools.cache
 def _note_emulated_bfloat16():
     log("janus: this CPU has no native bfloat16 (AVX-512 or AMX), so bfloat16 runs emulated and "
-        "much slower than float32 here; leave out --dtype bfloat16 (see BENCHMARKS.md, bfloat16 on CPU)")
+        "much slower than float32 here; leave out --dtype bfloat16 (see BENCHMARKS.md, 'bfloat16 on this CPU')")
 
 
 def autocast_context(device: torch.device, dtype: torch.dtype | None = None):

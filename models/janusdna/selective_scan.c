@@ -44,8 +44,9 @@ typedef struct {
 
 /* 2^x from a degree-6 Taylor series of e^f for |f| <= ln(2)/2 after taking out the nearest
    integer power of two (truncation error (ln(2)/2)^7 / 7! = 1.2e-7 relative, plus rounding).
-   Inlined, it vectorizes where a call to libm's exp2f would not be inlined. x is clamped to [-126, 126]: below, a decay no
-   state can tell from zero; above, a sigmoid's 1 / (1 + 2^126) that is zero in float anyway. */
+   Inlined, it vectorizes where a call to libm's exp2f would not be inlined. x is clamped to
+   [-126, 126]: below, a decay no state can tell from zero; above, a sigmoid's 1 / (1 + 2^126)
+   that is zero in float anyway. */
 static inline float exp2_approx(float x) {
     x = x < -126.0f ? -126.0f : (x > 126.0f ? 126.0f : x);
     const float whole = rintf(x), f = (x - whole) * 0.69314718f;
