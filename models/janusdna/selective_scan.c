@@ -27,6 +27,11 @@
 
 #define CHANNELS 48
 #define SEGMENT 64
+/* The forward pass asks for the rows PREFETCH positions ahead: an item reads and writes 48 channels
+   of rows d_in floats apart, a stride the hardware prefetcher follows poorly once rows are wide
+   (at d_in 288 the item ran at half the speed of d_in 96 without it). */
+#define PREFETCH 8
+#define FLOATS_PER_LINE 16
 
 typedef struct {
     int64_t batch, length, d_in, n;
@@ -124,6 +129,15 @@ static int forward_item(const Task *t, int64_t b, int64_t block) {
     for (int64_t pos = 0; pos < length; pos++) {
         const float *B = B_in + pos * B_step, *C = C_in + pos * C_step;
         float u[CHANNELS] = {0}, dt[CHANNELS] = {0}, z[CHANNELS] = {0}, x[CHANNELS], y[CHANNELS] = {0};
+        if (pos + PREFETCH < length) {
+            for (int64_t k = 0; k < w; k += FLOATS_PER_LINE) {
+                __builtin_prefetch(u_in + (pos + PREFETCH) * us[1] + k * us[2]);
+                __builtin_prefetch(delta_in + (pos + PREFETCH) * ds[1] + k * ds[2]);
+                __builtin_prefetch(z_in + (pos + PREFETCH) * zs[1] + k * zs[2]);
+                __builtin_prefetch(out_row + (pos + PREFETCH) * d_in + k, 1);
+                if (pre_gate_row) __builtin_prefetch(pre_gate_row + (pos + PREFETCH) * d_in + k, 1);
+            }
+        }
         gather(u, u_in + pos * us[1], us[2], w);
         gather(dt, delta_in + pos * ds[1], ds[2], w);
         if (t->delta_softplus) {
