@@ -1,7 +1,8 @@
 """Where a JanusDNA forward's time goes: torch.profiler's table of operators by self time for one
 forward of d=144 (random weights) over one sequence of --length bp, and the Janus attention's
-share and FLOP rate (its four causal flash-attention calls compute 2 L^2 scores per head, each
-costing head_dim multiply-adds for the scores and head_dim for the weighted values).
+share and FLOP rate (it computes 2 L^2 scores per head, each costing head_dim multiply-adds for
+the scores and head_dim for the weighted values; its time is all the attention function takes,
+the kernel and its data preparation).
 
     python benchmarks/profile_forward.py --length 32768 --threads 2
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 import torch
 from torch.profiler import profile
 
-ATTENTION_OP = "aten::_scaled_dot_product_flash_attention_for_cpu"
+ATTENTION_FUNCTION = "_JanusBlockwiseAttention"
 
 
 def main():
@@ -42,7 +43,7 @@ def main():
     events = prof.key_averages()
     print(events.table(sort_by="self_cpu_time_total", row_limit=args.rows))
     total = sum(e.self_cpu_time_total for e in events) / 1e6
-    attention = sum(e.self_cpu_time_total for e in events if e.key == ATTENTION_OP) / 1e6
+    attention = sum(e.cpu_time_total for e in events if e.key == ATTENTION_FUNCTION) / 1e6
     head_dim = cfg.d_model // cfg.n_heads
     flops = 2 * args.length**2 * cfg.n_heads * head_dim * 4
     print(f"Janus attention: {attention:.1f} of {total:.1f} s ({attention / total:.0%}), "

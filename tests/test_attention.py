@@ -36,6 +36,24 @@ def max_abs_diff(a, b):
     return (a.float() - b.float()).abs().max().item()
 
 
+@pytest.fixture(params=["native", "flash"])
+def forward_kernel(request, monkeypatch):
+    """Runs a test with each forward kernel of janus_attention_blockwise: the C kernel, and the
+    four flash-attention calls used where the C kernel cannot be built."""
+    if request.param == "native" and not attention_module.native_attention_available():
+        pytest.skip("no C kernel (JANUS_NATIVE=0)")
+    if request.param == "flash":
+        monkeypatch.setattr(attention_module, "native_attention_available", lambda: False)
+    return request.param
+
+
+def masked_logsumexp(q, k, scale):
+    n = q.shape[-2] // 2
+    idx = torch.arange(2 * n)
+    scores = (q.double() @ k.double().transpose(-1, -2)) * scale
+    return scores.masked_fill(~janus_mask(idx[:, None], idx[None, :], n), float("-inf")).logsumexp(-1)
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 8, 13])
 def test_janus_mask_matches_rules(n):
     idx = torch.arange(2 * n)
@@ -62,7 +80,7 @@ BLOCKWISE_CASES = [
 
 
 @pytest.mark.parametrize("n,block_size", BLOCKWISE_CASES)
-def test_blockwise_matches_reference(n, block_size):
+def test_blockwise_matches_reference(n, block_size, forward_kernel):
     q, k, v = random_qkv(n)
     scale = 1 / math.sqrt(64)
     expected = janus_attention_ref(q, k, v, scale)
@@ -100,7 +118,7 @@ def test_block_plan_covers_exactly_the_allowed_keys(n, block_size, max_chunk):
         assert not mask[r0:r1, ~covered].any()
 
 
-def test_blockwise_with_capped_key_chunks(monkeypatch):
+def test_blockwise_with_capped_key_chunks(monkeypatch, forward_kernel):
     n, block_size = 29, 4
     # Room for three key tiles per step with batch 2 and 4 heads.
     budget = 2 * HEADS * block_size * 3 * block_size
@@ -117,7 +135,7 @@ def test_blockwise_with_capped_key_chunks(monkeypatch):
 
 
 @pytest.mark.parametrize("n,block_size", [(3, 1), (5, 2), (13, 4), (37, 8), (64, 16)])
-def test_blockwise_gradients_match_reference(n, block_size):
+def test_blockwise_gradients_match_reference(n, block_size, forward_kernel):
     q, k, v = random_qkv(n, requires_grad=True)
     grad_out = torch.randn_like(q)
     scale = 0.3
@@ -128,14 +146,14 @@ def test_blockwise_gradients_match_reference(n, block_size):
         assert max_abs_diff(a, e) <= 1e-5, name
 
 
-def test_blockwise_accepts_non_contiguous_inputs():
+def test_blockwise_accepts_non_contiguous_inputs(forward_kernel):
     n = 21
     q, k, v = (torch.randn(2, 2 * n, HEADS, 12).transpose(1, 2) for _ in range(3))
     expected = janus_attention_ref(q, k, v, 0.2)
     assert max_abs_diff(janus_attention_blockwise(q, k, v, 0.2, block_size=4), expected) <= 1e-5
 
 
-def test_blockwise_bfloat16_is_close_to_reference():
+def test_blockwise_bfloat16_is_close_to_reference(forward_kernel):
     n = 37
     q, k, v = random_qkv(n, dtype=torch.bfloat16, requires_grad=True)
     grad_out = torch.randn_like(q)
@@ -157,6 +175,40 @@ def test_janus_attention_dispatches_to_an_exact_kernel_on_cpu():
     assert max_abs_diff(janus_attention(q, k, v, scale), expected) <= 1e-5
 
 
+# N across the kernel's blocks of 48 queries and 64 keys; head sizes from one vector of 8 to 64.
+@pytest.mark.parametrize("n,head_dim", [(1, 36), (2, 8), (3, 12), (47, 36), (48, 18), (49, 36), (64, 64), (30, 128),
+                                        (65, 36), (130, 40), (200, 36)])
+def test_native_forward_matches_reference(n, head_dim):
+    if not attention_module.native_attention_available():
+        pytest.skip("no C kernel (JANUS_NATIVE=0)")
+    q, k, v = random_qkv(n, head_dim=head_dim)
+    out, lse = attention_module._janus_attention_native(q, k, v, 0.2)
+    assert max_abs_diff(out, janus_attention_ref(q, k, v, 0.2)) <= 1e-5
+    assert max_abs_diff(lse, masked_logsumexp(q, k, 0.2)) <= 1e-5
+
+
+def test_native_forward_does_not_depend_on_batch_mates_or_threads():
+    if not attention_module.native_attention_available():
+        pytest.skip("no C kernel (JANUS_NATIVE=0)")
+    q, k, v = random_qkv(70, head_dim=36, batch=3)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        together = attention_module._janus_attention_native(q, k, v, 0.3)
+        torch.set_num_threads(1)
+        alone = [attention_module._janus_attention_native(q[i:i + 1], k[i:i + 1], v[i:i + 1], 0.3) for i in range(3)]
+    finally:
+        torch.set_num_threads(threads)
+    for i, (out, lse) in enumerate(alone):
+        assert torch.equal(together[0][i:i + 1], out) and torch.equal(together[1][i:i + 1], lse)
+
+
+def test_heads_wider_than_the_c_kernel_take_the_flash_path():
+    q, k, v = random_qkv(20, head_dim=136, batch=1)
+    expected = janus_attention_ref(q, k, v, 0.1)
+    assert max_abs_diff(janus_attention_blockwise(q, k, v, 0.1), expected) <= 1e-5
+
+
 def test_odd_row_count_is_rejected():
     q, k, v = (torch.randn(1, HEADS, 7, 8) for _ in range(3))
     with pytest.raises(ValueError):
@@ -171,7 +223,7 @@ def blockwise_with_tiny_blocks(q, k, v, scale):
     "attention", [janus_attention_ref, blockwise_with_tiny_blocks], ids=["ref", "blockwise"]
 )
 @pytest.mark.parametrize("n", [5, 6])
-def test_rows_see_exactly_the_allowed_positions(attention, n):
+def test_rows_see_exactly_the_allowed_positions(attention, n, forward_kernel):
     """Perturbing key/value j changes output row i if and only if i may attend to j."""
     q, k, v = random_qkv(n, head_dim=16, batch=1)
     out = attention(q, k, v, 0.25)

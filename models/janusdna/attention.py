@@ -7,20 +7,26 @@ backward-stream states of the same positions. `janus_mask` says which rows may
 attend to which; everything else here computes that masked attention:
 
 - `janus_attention_ref`: dense masked softmax, the test oracle.
-- `janus_attention_blockwise`: the same result in O(N) memory, for CPU: the forward pass as four
-  causal flash-attention calls merged by their log-sum-exps, the backward pass blockwise.
+- `janus_attention_blockwise`: the same result in O(N) memory, for CPU: the forward pass in one
+  C kernel (janus_attention.c, online softmax over each query's allowed keys), or where that
+  cannot be built, four causal flash-attention calls merged by their log-sum-exps; the backward
+  pass blockwise.
 - `janus_attention`: dispatcher (FlexAttention on CUDA, blockwise otherwise).
 - `causal_attention`: plain causal attention for the model's optional mid-layer.
 """
 
+import ctypes
 import functools
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+from dnalm import native
 
 
 def janus_mask(q_idx: Tensor, kv_idx: Tensor, n: int) -> Tensor:
@@ -182,8 +188,45 @@ def _janus_attention_flash(q: Tensor, k: Tensor, v: Tensor, scale: float) -> tup
     return torch.cat([out_f, out_b], dim=-2), torch.cat([lse_f, lse_b], dim=-1)
 
 
+@functools.cache
+def _native_library():
+    library = native.load(Path(__file__).with_name("janus_attention.c"))
+    if library is not None:
+        size, pointer = ctypes.c_int64, ctypes.c_void_p
+        library.janus_attention_forward.argtypes = [size] * 3 + [pointer] * 5 + [ctypes.c_float, ctypes.c_int]
+    return library
+
+
+def native_attention_available() -> bool:
+    return _native_library() is not None
+
+
+def _janus_attention_native(q: Tensor, k: Tensor, v: Tensor, scale: float) -> tuple[Tensor, Tensor]:
+    """(output, natural log-sum-exp) of Janus attention from the C kernel, in float32."""
+    n = _half_length(q)
+    batch, heads, rows, head_dim = q.shape
+    q, k, v = (x.float().contiguous() for x in (q, k, v))
+    out = torch.empty_like(q)
+    lse = q.new_empty(batch, heads, rows)
+    status = _native_library().janus_attention_forward(
+        batch * heads, n, head_dim, *[ctypes.c_void_p(x.data_ptr()) for x in (q, k, v, out, lse)],
+        scale * _LOG2_E, torch.get_num_threads())
+    if status:
+        raise ValueError(f"Janus attention C kernel: head_dim {head_dim} not supported")
+    return out, lse
+
+
+def _janus_attention_forward(q: Tensor, k: Tensor, v: Tensor, scale: float) -> tuple[Tensor, Tensor]:
+    """(output, natural log-sum-exp): the C kernel where it is built and fits the head size, else
+    torch's flash kernel."""
+    if q.device.type == "cpu" and native_attention_available():
+        if q.shape[-1] <= _native_library().janus_attention_max_head_dim():
+            return _janus_attention_native(q, k, v, scale)
+    return _janus_attention_flash(q, k, v, scale)
+
+
 class _JanusBlockwiseAttention(torch.autograd.Function):
-    """Janus attention: flash forward, recomputing blockwise backward.
+    """Janus attention: C kernel (or flash) forward, recomputing blockwise backward.
 
     The backward pass keeps scores in base 2 (log2(e) folded into the query scale) because
     exp2 is markedly cheaper than exp on CPU and the exponential is the costliest elementwise
@@ -192,7 +235,7 @@ class _JanusBlockwiseAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, scale, block_size):
-        out, lse = _janus_attention_flash(q, k, v, scale)
+        out, lse = _janus_attention_forward(q, k, v, scale)
         out = out.to(q.dtype)
         ctx.save_for_backward(q, k, v, out, lse * _LOG2_E)
         ctx.scale = scale
