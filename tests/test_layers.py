@@ -75,7 +75,7 @@ def test_dispatcher_keeps_the_input_dtype():
 
 
 def test_swiglu_in_blocks_of_positions_equals_the_formula(monkeypatch):
-    monkeypatch.setattr(SwiGLU, "BLOCK_POSITIONS", 7)  # 30 positions: blocks of 7, 7, 7, 7 and 2
+    monkeypatch.setattr(SwiGLU, "BLOCK_ROWS", 7)  # 2 x 30 positions: eight blocks of 7 rows and one of 4
     ffn = SwiGLU(8, 24)
     x = torch.randn(2, 30, 8)
 
