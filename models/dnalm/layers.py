@@ -37,7 +37,7 @@ class RMSNorm(nn.Module):
 class SwiGLU(nn.Module):
     """down(silu(gate(x)) * up(x)). The rows of x (every position of every sequence) go through in
     blocks of BLOCK_ROWS, so that a block's [rows, 2 * hidden] intermediate stays in cache: on
-    CPU that is about 1.4x faster than one matmul over 8,192 positions (benchmarks/README.md), and
+    CPU that is about 1.4x faster than one matmul over 8,192 positions (benchmarks/kernels.py), and
     a long sequence's intermediate is never whole (1.2 GB at 131 kbp for JanusDNA d=144's fusion
     layer)."""
 
