@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import janusdna
+from dnalm.layers import SwiGLU
 from janusdna.model import JanusDNA, JanusDNAConfig, SparseMoE, load_balancing_loss, moe_reference
 
 SMALL = JanusDNAConfig(d_model=16, n_layers=4, fusion_attn_dim=32, mid_attention_layers=(2,), n_heads=4)
@@ -133,7 +134,10 @@ def test_base_log_probs_are_normalised_over_acgt():
     assert torch.allclose(lp.exp().sum(-1), torch.ones(2, 10), atol=1e-5)
 
 
-def test_batch_invariant_outputs_do_not_depend_on_batch_mates():
+@pytest.mark.parametrize("swiglu_rows", [None, 1000], ids=["default", "blocks-straddle-sequences"])
+def test_batch_invariant_outputs_do_not_depend_on_batch_mates(monkeypatch, swiglu_rows):
+    if swiglu_rows:
+        monkeypatch.setattr(SwiGLU, "BLOCK_ROWS", swiglu_rows)
     model = janusdna.load(janusdna.DEFAULT_MODEL).eval().batch_invariant()
     ids = torch.randint(7, 11, (3, 1024), generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
