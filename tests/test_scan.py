@@ -121,10 +121,11 @@ def test_native_rows_are_independent_of_batch_mates_and_threads():
 
 def test_without_a_compiler_the_pure_pytorch_paths_run_with_one_notice(tmp_path):
     script = (
-        "import torch, janusdna, janusdna.scan as s, dnalm.conv as c\n"
+        "import torch, janusdna, janusdna.scan as s, janusdna.attention as a, dnalm.conv as c\n"
         "from tests.test_scan import make_inputs\n"
         "args = make_inputs(1, 9, 4, 4)\n"
         "assert not s.native_scan_available() and not c.native_conv_available()\n"
+        "assert not a.native_attention_available()\n"
         "assert torch.equal(s.selective_scan(*args), s.selective_scan_chunked(*args))\n"
         "model = janusdna.from_preset('janusdna-d32').eval()\n"
         "model(torch.randint(7, 11, (1, 20)))\n"
