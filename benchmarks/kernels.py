@@ -24,6 +24,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SCAN_SOURCE = "models/janusdna/selective_scan.c"
+SCAN_HEADERS = ["models/janusdna/exp2_approx.h"]
 
 
 def best_times(candidates: dict, rounds: int) -> dict:
@@ -84,9 +85,11 @@ def scan(length: int, rounds: int, baseline_rev: str) -> None:
     from janusdna import scan as scan_module
 
     with tempfile.TemporaryDirectory() as tmp:
-        baseline_source = Path(tmp) / "selective_scan.c"
-        baseline_source.write_text(subprocess.run(["git", "show", f"{baseline_rev}:{SCAN_SOURCE}"], cwd=ROOT,
-                                                  check=True, capture_output=True, text=True).stdout)
+        for path in [SCAN_SOURCE, *SCAN_HEADERS]:
+            shown = subprocess.run(["git", "show", f"{baseline_rev}:{path}"], cwd=ROOT, capture_output=True, text=True)
+            if shown.returncode == 0:  # (an older commit may lack a header)
+                (Path(tmp) / Path(path).name).write_text(shown.stdout)
+        baseline_source = Path(tmp) / Path(SCAN_SOURCE).name
         libraries = {"this checkout": scan_library(ROOT / SCAN_SOURCE),
                      baseline_rev: scan_library(baseline_source)}
     for d_inner in (96, 288, 576):

@@ -119,6 +119,16 @@ def test_native_rows_are_independent_of_batch_mates_and_threads():
     assert torch.equal(batch[3:4], alone)
 
 
+def test_a_kernels_build_key_covers_the_local_headers_it_includes(tmp_path):
+    from dnalm.native import source_text
+
+    (tmp_path / "k.c").write_text('#include <math.h>\n#include "h.h"\nint f(void) { return G; }\n')
+    (tmp_path / "h.h").write_text("#define G 1\n")
+    before = source_text(tmp_path / "k.c")
+    (tmp_path / "h.h").write_text("#define G 2\n")
+    assert source_text(tmp_path / "k.c") != before and "#define G 2" in source_text(tmp_path / "k.c")
+
+
 def test_without_a_compiler_the_pure_pytorch_paths_run_with_one_notice(tmp_path):
     script = (
         "import torch, janusdna, janusdna.scan as s, janusdna.attention as a, dnalm.conv as c\n"

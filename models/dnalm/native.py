@@ -1,9 +1,10 @@
 """Build and load the small C kernels that some fast paths use, on first use.
 
-A kernel is one C file beside the Python module that calls it. It is compiled once per machine
-with the system C compiler (`$CC`, else `cc`) for the host CPU and cached under
-`$JANUS_CACHE_DIR` (default `~/.cache/janus`), keyed by the source, the flags, the compiler and
-the CPU's feature flags. Without a compiler, or with `JANUS_NATIVE=0`, `load` returns None and
+A kernel is one C file beside the Python module that calls it, with any local headers it
+includes (`#include "name.h"`, beside it). It is compiled once per machine with the system C
+compiler (`$CC`, else `cc`) for the host CPU and cached under `$JANUS_CACHE_DIR` (default
+`~/.cache/janus`), keyed by the source and its headers, the flags, the compiler and the CPU's
+feature flags. Without a compiler, or with `JANUS_NATIVE=0`, `load` returns None and
 the caller falls back to its pure-PyTorch path; a missing compiler is noted once on stderr,
 however many kernels wanted it.
 """
@@ -15,6 +16,7 @@ import functools
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -38,6 +40,13 @@ def _cpu_features() -> str:
 def _cache_dir() -> Path:
     root = os.environ.get("JANUS_CACHE_DIR") or Path.home() / ".cache" / "janus"
     return Path(root) / "native"
+
+
+def source_text(source: Path) -> str:
+    """The C file and the local headers it includes: everything its build depends on but the system."""
+    text = source.read_text()
+    headers = re.findall(r'^#include "([^"]+)"', text, flags=re.MULTILINE)
+    return "\0".join([text, *(source.with_name(header).read_text() for header in headers)])
 
 
 @functools.cache
@@ -65,7 +74,7 @@ def load(source: Path) -> ctypes.CDLL | None:
         return None
     try:
         version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
-        key = hashlib.sha256("\0".join([source.read_text(), " ".join(FLAGS), version, _cpu_features()]).encode())
+        key = hashlib.sha256("\0".join([source_text(source), " ".join(FLAGS), version, _cpu_features()]).encode())
         target = _cache_dir() / f"{source.stem}-{key.hexdigest()[:16]}.so"
         if not target.exists():
             try:

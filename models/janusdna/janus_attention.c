@@ -25,6 +25,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "exp2_approx.h"
+
 #define LANES 8
 #define QUERY_BLOCK 48 /* queries per item, 6 vectors */
 #define KEY_BLOCK 64
@@ -50,22 +52,9 @@ static inline void store(float *p, vec x) { memcpy(p, &x, sizeof x); }
 #define IN_REGISTER(x) (void)0
 #endif
 
-/* 2^x as in selective_scan.c (degree-6 series, 1.2e-7 relative), exactly 0 below -126, where
-   masked scores (-inf) land. */
-static inline __attribute__((always_inline)) float exp2_approx(float x) {
-    const float clamped = fmaxf(x, -126.0f);
-    const float whole = rintf(clamped), f = (clamped - whole) * 0.69314718f;
-    float p = 1.0f / 720.0f;
-    p = p * f + 1.0f / 120.0f;
-    p = p * f + 1.0f / 24.0f;
-    p = p * f + 1.0f / 6.0f;
-    p = p * f + 0.5f;
-    p = p * f + 1.0f;
-    p = p * f + 1.0f;
-    const int32_t bits = ((int32_t)whole + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return x < -126.0f ? 0.0f : p * scale;
+/* 2^x, exactly 0 below -126, where masked scores (-inf) land. */
+static inline __attribute__((always_inline)) float exp2_or_zero(float x) {
+    return x < -126.0f ? 0.0f : exp2_approx(x);
 }
 
 typedef struct {
@@ -156,7 +145,7 @@ static void softmax_step(float tile[KEY_BLOCK][QUERY_BLOCK], int64_t head_dim, f
 #pragma omp simd
     for (int i = 0; i < QUERY_BLOCK; i++) {
         shift[i] = new_max[i] == -INFINITY ? 0.0f : new_max[i]; /* no allowed key yet */
-        rescale[i] = exp2_approx(row_max[i] - shift[i]);
+        rescale[i] = exp2_or_zero(row_max[i] - shift[i]);
         row_max[i] = new_max[i];
         row_sum[i] *= rescale[i];
     }
@@ -166,7 +155,7 @@ static void softmax_step(float tile[KEY_BLOCK][QUERY_BLOCK], int64_t head_dim, f
     for (int j = 0; j < KEY_BLOCK; j++)
 #pragma omp simd
         for (int i = 0; i < QUERY_BLOCK; i++) {
-            tile[j][i] = exp2_approx(tile[j][i] - shift[i]);
+            tile[j][i] = exp2_or_zero(tile[j][i] - shift[i]);
             row_sum[i] += tile[j][i]; /* (a local array of sums here defeats GCC's vectorizer) */
         }
 }
