@@ -7,8 +7,9 @@ Two inputs on the real hg38 chr21:22-23 Mb of ../shared/data:
   of ACGT after REF).
 For each input and window W, `score-variants --scores llr --window W` and `likelihood` over the
 input's span run as subprocesses (wall time, model loading included) with the shipped default
-model, its max_seq_len set to W so that both tile the span alike. A bidirectional model's llr of every SNV comes from shared reference tiles, so its
-cost should approach that of the likelihood pass; indels still take per-variant windows.
+model, its max_seq_len set to W so that both tile the span alike. A bidirectional model's llr of
+every SNV comes from shared reference tiles, so its cost should approach that of the likelihood
+pass; indels still take per-variant windows.
 
     python benchmarks/shared_windows.py                       # llr at windows 128, 1024, 4096
     python benchmarks/shared_windows.py --all-scores          # every score, Platinum only

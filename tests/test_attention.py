@@ -36,14 +36,19 @@ def max_abs_diff(a, b):
     return (a.float() - b.float()).abs().max().item()
 
 
+def use_forward_kernel(kernel: str, monkeypatch) -> None:
+    """Makes janus_attention_blockwise run its forward pass on `kernel`: "native" (the C kernel) or
+    "flash" (the four flash-attention calls used where the C kernel cannot be built)."""
+    if kernel == "native" and not attention_module.native_attention_available():
+        pytest.skip("no C kernel (JANUS_NATIVE=0)")
+    if kernel == "flash":
+        monkeypatch.setattr(attention_module, "native_attention_available", lambda: False)
+
+
 @pytest.fixture(params=["native", "flash"])
 def forward_kernel(request, monkeypatch):
-    """Runs a test with each forward kernel of janus_attention_blockwise: the C kernel, and the
-    four flash-attention calls used where the C kernel cannot be built."""
-    if request.param == "native" and not attention_module.native_attention_available():
-        pytest.skip("no C kernel (JANUS_NATIVE=0)")
-    if request.param == "flash":
-        monkeypatch.setattr(attention_module, "native_attention_available", lambda: False)
+    """Runs a test with each forward kernel of janus_attention_blockwise."""
+    use_forward_kernel(request.param, monkeypatch)
     return request.param
 
 
@@ -219,11 +224,17 @@ def blockwise_with_tiny_blocks(q, k, v, scale):
     return janus_attention_blockwise(q, k, v, scale, block_size=2)
 
 
-@pytest.mark.parametrize(
-    "attention", [janus_attention_ref, blockwise_with_tiny_blocks], ids=["ref", "blockwise"]
-)
+@pytest.fixture(params=["ref", "blockwise-native", "blockwise-flash"])
+def attention(request, monkeypatch):
+    """The dense reference, and the blockwise attention with each forward kernel."""
+    if request.param == "ref":
+        return janus_attention_ref
+    use_forward_kernel(request.param.removeprefix("blockwise-"), monkeypatch)
+    return blockwise_with_tiny_blocks
+
+
 @pytest.mark.parametrize("n", [5, 6])
-def test_rows_see_exactly_the_allowed_positions(attention, n, forward_kernel):
+def test_rows_see_exactly_the_allowed_positions(attention, n):
     """Perturbing key/value j changes output row i if and only if i may attend to j."""
     q, k, v = random_qkv(n, head_dim=16, batch=1)
     out = attention(q, k, v, 0.25)

@@ -50,12 +50,12 @@ class SwiGLU(nn.Module):
         self.down_proj = nn.Linear(hidden, d, bias=False)
 
     def forward(self, x):
-        rows = x.reshape(-1, x.shape[-1])
-        if len(rows) > self.BLOCK_ROWS:
-            return torch.cat([self.forward(block) for block in rows.split(self.BLOCK_ROWS)]).view(*x.shape[:-1], -1)
         # gate and up as one matmul: on CPU at small widths that is markedly faster than two
-        gate, up = F.linear(x, torch.cat([self.gate_proj.weight, self.up_proj.weight])).chunk(2, dim=-1)
-        return self.down_proj(F.silu(gate).mul_(up))
+        gate_up = torch.cat([self.gate_proj.weight, self.up_proj.weight])
+        blocks = [self.down_proj(F.silu(gate).mul_(up))
+                  for gate, up in (F.linear(rows, gate_up).chunk(2, dim=-1)
+                                   for rows in x.reshape(-1, x.shape[-1]).split(self.BLOCK_ROWS))]
+        return (blocks[0] if len(blocks) == 1 else torch.cat(blocks)).view(*x.shape[:-1], -1)
 
 
 def causal_attention(q, k, v):
